@@ -1,0 +1,1 @@
+"""spot_jax: soft prompt transfer (SPoT) on a frozen T5 in JAX."""
