@@ -1,0 +1,81 @@
+"""Orbax checkpoints of a prompt-tuning run: prompt + optimizer state + step + data position.
+
+Why a wrapper: the trainer needs three guarantees Orbax gives only when used a certain way —
+(1) only prompt-sized state is written (the frozen model is never part of a checkpoint),
+(2) the input iterator's position is saved with the state, so a resumed run sees the same batches,
+(3) a corrupted or partial latest checkpoint does not kill the run: it is moved aside (never
+deleted) and the previous one is used. Orbax itself writes each step to a temporary directory and
+renames it when complete, so a `kill -9` mid-save leaves only an ignored temporary directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional
+
+import orbax.checkpoint as ocp
+from etils import epath
+
+QUARANTINE_DIR = "corrupt_checkpoints"
+
+
+class CheckpointRestoreError(RuntimeError):
+  """No checkpoint in the directory could be restored."""
+
+
+class TrainCheckpointer:
+  """Saves every `save_every` steps, keeps the last `keep`; restores the newest readable one."""
+
+  def __init__(self, directory: str, save_every: int, keep: int):
+    self.directory = epath.Path(directory)
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=save_every, max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+
+  def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
+    """Writes `state` (a pytree of arrays) and `data_state` (JSON) as step `step`, if due or forced."""
+    if step in self._manager.all_steps():
+      return False  # already on disk (e.g. re-reaching a step after resume): never overwrite
+    return self._manager.save(step, force=force, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+
+  def restore_latest(self, abstract_state: Any) -> Optional[tuple[int, Any, dict]]:
+    """-> (step, state, data_state) of the newest restorable checkpoint, or None if there is none.
+
+    `abstract_state` is a pytree of jax.ShapeDtypeStruct (with shardings) describing the state.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    failures = []
+    for step in steps:
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      except Exception as e:  # Orbax raises many types for damaged files; all mean "unreadable".
+        failures.append(f"step {step}: {type(e).__name__}: {str(e)[:200]}")
+        self._quarantine(step)
+        continue
+      if failures:
+        logging.warning("Fell back to checkpoint step %d; unreadable newer checkpoints were moved to %s: %s",
+                        step, self.directory / QUARANTINE_DIR, failures)
+      return step, restored["state"], restored["data"]
+    if failures:
+      raise CheckpointRestoreError(
+          f"No checkpoint in {self.directory} could be restored ({'; '.join(failures)}). They were moved to "
+          f"{self.directory / QUARANTINE_DIR}. Start a fresh run with a new --workdir, or repair them.")
+    return None
+
+  def _quarantine(self, step: int) -> None:
+    source = self.directory / str(step)
+    target_dir = self.directory / QUARANTINE_DIR
+    target_dir.mkdir(parents=True, exist_ok=True)
+    if source.exists():
+      source.rename(target_dir / f"{step}-{int(time.time())}")
+    self._manager.reload()
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

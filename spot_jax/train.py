@@ -1,0 +1,299 @@
+"""THE trainer: prompt tuning on a frozen T5, sharded with jax.jit + NamedSharding.
+
+Every job (source prompt, target transfer, library build, grid, quickstart) calls `train()`; none
+has a loop of its own. Reading order, big_vision style: mesh -> model and frozen params -> state
+(restored or fresh) -> `for step in ...`: train step / log / eval + best prompt / checkpoint.
+
+The step is `train_step(prompt, opt_state, frozen_params, batch, step)`: gradients are taken with
+respect to the prompt only (the frozen params are a non-differentiated argument, so XLA never
+builds gradient buffers for them), and the optimizer state is the prompt's alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import Any, Callable, Optional, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from clu import metric_writers
+from etils import epath
+
+from spot_jax import sharding
+from spot_jax.checkpoints import prompts as prompt_io
+from spot_jax.checkpoints import train_state
+from spot_jax.models import prompt as prompt_lib
+from spot_jax.models import t5
+
+Array = jax.Array
+
+
+class BatchIterator(Protocol):
+  """What the trainer needs from an input pipeline: per-host numpy batches and a savable position."""
+
+  def __next__(self) -> dict[str, np.ndarray]: ...
+  def get_state(self) -> dict: ...
+  def set_state(self, state: dict) -> None: ...
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Trainer settings; the defaults are the prompt-tuning papers' (Lester et al.; Vu et al.)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.prompt_length = 100
+  c.num_train_steps = 30_000
+  c.batch_size = 32  # global, over all hosts
+  c.grad_accum_steps = 1  # split each batch into this many micro-batches (same result, less memory)
+  c.learning_rate = 0.3
+  c.schedule = "constant"  # constant | warmup_constant | warmup_rsqrt
+  c.warmup_steps = 0
+  c.adafactor_decay_rate = 0.8
+  c.clipping_threshold = 1.0
+  c.z_loss = 1e-4
+  c.label_smoothing = 0.0
+  c.mesh_shape = (-1, 1)  # (data, model); -1 = all remaining devices
+  c.log_every = 100
+  c.eval_every = 1000  # 0 = never
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.embedding_step = 0  # >0: save the prompt at this step as the task embedding (SPoT library key)
+  return c
+
+
+@dataclasses.dataclass
+class TrainResult:
+  prompt: np.ndarray  # final prompt [prompt_length, d_model]
+  step: int
+  best_score: Optional[float]
+  best_step: Optional[int]
+  eval_history: list[dict]  # [{'step', 'score', ...metrics}] per evaluation
+  train_history: list[dict]  # [{'step', 'train/loss', ...}] per logged step of this process's run
+
+
+# ----------------------------------------------------------------------------- optimizer and loss
+
+
+def make_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
+  lr, warmup = cfg.learning_rate, cfg.warmup_steps
+  if cfg.schedule == "constant":
+    return optax.constant_schedule(lr)
+  if cfg.schedule == "warmup_constant":
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
+  if cfg.schedule == "warmup_rsqrt":
+    return lambda step: lr * jnp.minimum((step + 1) / max(warmup, 1), jnp.sqrt(max(warmup, 1) / (step + 1.0)))
+  raise ValueError(f"Unknown schedule {cfg.schedule!r}; choose constant, warmup_constant or warmup_rsqrt.")
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adafactor as prompt tuning uses it: no parameter scaling, and not factored (the prompt's axes are
+  not 'embed' x 'embed'; t5x's Adafactor would not factor it either)."""
+  return optax.adafactor(learning_rate=make_schedule(cfg), decay_rate=cfg.adafactor_decay_rate,
+                         clipping_threshold=cfg.clipping_threshold, multiply_by_parameter_scale=False,
+                         factored=False)
+
+
+def cross_entropy_sums(logits: Array, targets: Array, weights: Array, z_loss: float = 0.0,
+                       label_smoothing: float = 0.0) -> tuple[Array, Array, Array]:
+  """Token cross-entropy, summed: logits [B, T, V], targets/weights [B, T] ->
+  (sum of loss incl. z-loss, sum of NLL, sum of weights). Sums (not means) so micro-batches add up."""
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  if label_smoothing:
+    vocab = logits.shape[-1]
+    confidence, low = 1.0 - label_smoothing, label_smoothing / (vocab - 1)
+    soft = jax.nn.one_hot(targets, vocab) * (confidence - low) + low
+    nll = log_z - jnp.sum(soft * logits, axis=-1)
+  else:
+    nll = log_z - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  loss = nll + z_loss * jnp.square(log_z)
+  return jnp.sum(loss * weights), jnp.sum(nll * weights), jnp.sum(weights)
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTransformation,
+                    cfg: ml_collections.ConfigDict) -> Callable:
+  """-> step(prompt, opt_state, frozen_params, batch, step) -> (prompt, opt_state, metrics)."""
+  base_rng = jax.random.key(cfg.seed)
+
+  def summed_loss(prompt, frozen, batch, rng):
+    logits = model.apply({"params": {"prompt": prompt, "t5": frozen}}, batch["encoder_input_tokens"],
+                         batch["decoder_input_tokens"], batch["decoder_target_tokens"],
+                         enable_dropout=True, rngs={"dropout": rng})
+    loss, nll, weight = cross_entropy_sums(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                                           cfg.z_loss, cfg.label_smoothing)
+    return loss, (nll, weight)
+
+  grad_fn = jax.grad(summed_loss, has_aux=True)
+
+  def step(prompt, opt_state, frozen, batch, step_num):
+    rng = jax.random.fold_in(base_rng, step_num)
+    accum = cfg.grad_accum_steps
+    if accum == 1:
+      grads, (nll, weight) = grad_fn(prompt, frozen, batch, rng)
+    else:
+      micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
+
+      def body(carry, inputs):
+        index, microbatch = inputs
+        g, (n, w) = grad_fn(prompt, frozen, microbatch, jax.random.fold_in(rng, index))
+        return jax.tree.map(jnp.add, carry, (g, n, w)), None
+
+      zeros = (jnp.zeros_like(prompt), jnp.zeros(()), jnp.zeros(()))
+      (grads, nll, weight), _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
+    denominator = jnp.maximum(weight, 1.0)
+    grads = grads / denominator
+    updates, opt_state = optimizer.update(grads, opt_state, prompt)
+    prompt = optax.apply_updates(prompt, updates)
+    metrics = {"loss": nll / denominator, "target_tokens": weight,
+               "grad_norm": optax.tree.norm(grads)}
+    return prompt, opt_state, metrics
+
+  return step
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class _Progress:
+  """One line per log step with rate and ETA (long runs must say when they end)."""
+
+  def __init__(self, name: str, total: int, start: int):
+    self.name, self.total, self.start = name, total, start
+    self.t0 = time.perf_counter()
+
+  def line(self, step: int, loss: float) -> str:
+    elapsed = time.perf_counter() - self.t0
+    rate = (step - self.start) / elapsed if elapsed > 0 else 0.0
+    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
+    return f"[{self.name}] step {step}/{self.total} loss {loss:.4f} {rate:.2f} steps/s ETA {eta_text}"
+
+
+def _state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
+  return jax.tree.map(lambda _: sharding.replicated(mesh), state)
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, frozen_params: Any,
+          train_iter: BatchIterator, prompt_init: prompt_lib.Initializer,
+          evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None, name: str = "train",
+          verbose: bool = True) -> TrainResult:
+  """Trains one prompt; resumes from `workdir` if it holds checkpoints.
+
+  `evaluate(prompt) -> metrics` must include 'score' (higher is better); the best-scoring prompt is
+  written as `<workdir>/prompts/best.npy`. With `cfg.embedding_step > 0` the prompt at that step is
+  written as `embedding.npy` (the SPoT task embedding). The final prompt is `final.npy`.
+  """
+  workdir_path = epath.Path(workdir)
+  mesh = sharding.make_mesh(cfg.mesh_shape)
+  sharding.check_batch_fits(cfg.batch_size, mesh)
+  if cfg.batch_size % cfg.grad_accum_steps:
+    raise ValueError(f"batch_size {cfg.batch_size} is not divisible by grad_accum_steps {cfg.grad_accum_steps}.")
+  prompt_shape = (cfg.prompt_length, model_config.d_model)
+  model = prompt_lib.PromptedT5(model_config, cfg.prompt_length)
+  optimizer = make_optimizer(cfg)
+  repl = sharding.replicated(mesh)
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
+    frozen_shardings = sharding.logical_shardings(t5.logical_axes(model_config), frozen_params, mesh)
+    frozen = jax.device_put(frozen_params, frozen_shardings)  # placed once, never copied or updated
+
+    abstract_prompt = jax.ShapeDtypeStruct(prompt_shape, jnp.float32, sharding=repl)
+    abstract_opt = jax.eval_shape(optimizer.init, abstract_prompt)
+    abstract_state = {"prompt": abstract_prompt,
+                      "opt_state": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                                                abstract_opt),
+                      "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=repl)}
+    checkpointer = train_state.TrainCheckpointer(str(workdir_path / "checkpoints"), cfg.checkpoint_every,
+                                                 cfg.keep_checkpoints)
+    restored = checkpointer.restore_latest(abstract_state)
+    if restored is not None:
+      start_step, state, data_state = restored
+      train_iter.set_state(data_state)
+      prompt, opt_state = state["prompt"], state["opt_state"]
+      logging.info("[%s] resumed from step %d", name, start_step)
+      if verbose:
+        print(f"[{name}] resumed from checkpoint at step {start_step}", flush=True)
+    else:
+      start_step = 0
+      initial = prompt_init(jax.random.key(cfg.seed + 1), prompt_shape)
+      prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
+      prompt = jax.device_put(jnp.asarray(initial, jnp.float32), repl)
+      opt_state = jax.device_put(optimizer.init(prompt), _state_shardings(abstract_opt, mesh))
+
+    batch_shardings = sharding.batch_sharding(mesh)
+    step_fn = jax.jit(
+        make_train_step(model, optimizer, cfg),
+        in_shardings=(repl, _state_shardings(opt_state, mesh), frozen_shardings, batch_shardings, repl),
+        out_shardings=(repl, _state_shardings(opt_state, mesh), repl),
+        donate_argnums=(0, 1))
+
+    writer = metric_writers.create_default_writer(
+        str(workdir_path / "tensorboard"), just_logging=jax.process_index() > 0, asynchronous=False)
+    if start_step == 0:
+      writer.write_hparams({k: str(v) for k, v in cfg.items()})
+    best_meta = prompt_io.load_named_metadata(workdir, "best")
+    best_score = best_meta["score"] if best_meta else None
+    best_step = best_meta["step"] if best_meta else None
+    eval_history: list[dict] = []
+    train_history: list[dict] = []
+    progress = _Progress(name, cfg.num_train_steps, start_step)
+    window_start, window_steps = time.perf_counter(), 0
+    schedule = make_schedule(cfg)
+    is_writer = jax.process_index() == 0
+
+    for step in range(start_step, cfg.num_train_steps):
+      batch = sharding.global_batch(next(train_iter), mesh)
+      prompt, opt_state, metrics = step_fn(prompt, opt_state, frozen, batch, jnp.asarray(step, jnp.int32))
+      done = step + 1
+      window_steps += 1
+
+      if cfg.embedding_step and done == cfg.embedding_step and is_writer:
+        prompt_io.save_named_prompt(workdir, "embedding", np.asarray(prompt), {"step": done})
+
+      if done % cfg.log_every == 0 or done == cfg.num_train_steps:
+        metrics = jax.device_get(metrics)
+        elapsed = time.perf_counter() - window_start
+        scalars = {"train/loss": float(metrics["loss"]), "train/grad_norm": float(metrics["grad_norm"]),
+                   "train/learning_rate": float(schedule(step)),
+                   "train/steps_per_sec": window_steps / elapsed,
+                   "train/examples_per_sec": window_steps * cfg.batch_size / elapsed}
+        writer.write_scalars(done, scalars)
+        train_history.append({"step": done, **scalars})
+        if verbose and is_writer:
+          print(progress.line(done, scalars["train/loss"]), flush=True)
+        window_start, window_steps = time.perf_counter(), 0
+
+      if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.num_train_steps):
+        results = dict(evaluate(np.asarray(jax.device_get(prompt))))
+        if "score" not in results:
+          raise ValueError(f"evaluate() must return a 'score'; got keys {sorted(results)}.")
+        writer.write_scalars(done, {f"eval/{k}": float(v) for k, v in results.items()})
+        eval_history.append({"step": done, **{k: float(v) for k, v in results.items()}})
+        if best_score is None or results["score"] > best_score:
+          best_score, best_step = float(results["score"]), done
+          if is_writer:
+            prompt_io.save_named_prompt(workdir, "best", np.asarray(jax.device_get(prompt)),
+                                        {"step": done, "score": best_score, "metrics": results})
+        if verbose and is_writer:
+          print(f"[{name}] eval at step {done}: " + ", ".join(f"{k}={v:.2f}" for k, v in results.items())
+                + f" (best {best_score:.2f} at step {best_step})", flush=True)
+
+      if done % cfg.checkpoint_every == 0 or done == cfg.num_train_steps:
+        checkpointer.save(done, {"prompt": prompt, "opt_state": opt_state,
+                                 "step": jnp.asarray(done, jnp.int32)}, train_iter.get_state(), force=True)
+
+    final = np.asarray(jax.device_get(prompt))
+    if is_writer:
+      prompt_io.save_named_prompt(workdir, "final", final, {"step": cfg.num_train_steps})
+    writer.flush()
+    checkpointer.close()
+  return TrainResult(prompt=final, step=cfg.num_train_steps, best_score=best_score, best_step=best_step,
+                     eval_history=eval_history, train_history=train_history)

@@ -1,0 +1,176 @@
+"""The trainer: same numbers on every mesh, frozen means frozen, prompt-only state, exact resume."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from spot_jax import sharding, train
+from spot_jax.checkpoints import prompts as prompt_io
+from spot_jax.models import prompt as prompt_lib
+from tests import train_fixtures as fx
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return fx.tiny_model()
+
+
+def _train(tiny, workdir, **overrides):
+  model_cfg, frozen = tiny
+  cfg = fx.small_config(**overrides)
+  return train.train(cfg, str(workdir), model_config=model_cfg, frozen_params=frozen,
+                     train_iter=fx.ArrayIterator(cfg.batch_size), prompt_init=prompt_lib.random_uniform(),
+                     verbose=False)
+
+
+def test_meshes_give_the_same_losses(tiny, tmp_path):
+  assert jax.device_count() == 8
+  losses = {}
+  for mesh in [(1, 1), (8, 1), (4, 2), (2, 4)]:
+    result = _train(tiny, tmp_path / f"m{mesh[0]}x{mesh[1]}", mesh_shape=mesh)
+    losses[mesh] = np.array([h["train/loss"] for h in result.train_history])
+  assert len(losses[(1, 1)]) == 5
+  for mesh, values in losses.items():
+    np.testing.assert_allclose(values, losses[(1, 1)], atol=1e-5, err_msg=str(mesh))
+
+
+def test_frozen_params_bit_identical_and_prompt_learns(tiny, tmp_path):
+  model_cfg, frozen = tiny
+  before = jax.tree.map(np.copy, frozen)
+  result = _train(tiny, tmp_path, num_train_steps=30, log_every=5, mesh_shape=(4, 2))
+  jax.tree.map(np.testing.assert_array_equal, frozen, before)
+  losses = [h["train/loss"] for h in result.train_history]
+  assert losses[-1] < losses[0]
+
+
+def test_optimizer_state_holds_only_the_prompt(tiny, tmp_path):
+  cfg = fx.small_config()
+  optimizer = train.make_optimizer(cfg)
+  prompt = np.zeros((cfg.prompt_length, tiny[0].d_model), np.float32)
+  state = optimizer.init(prompt)
+  for leaf in jax.tree.leaves(state):
+    assert leaf.size <= prompt.size, leaf.shape
+  assert sum(leaf.size for leaf in jax.tree.leaves(state)) <= prompt.size + 8
+  # On disk: a checkpoint is prompt-sized, far below the frozen model's bytes.
+  _train(tiny, tmp_path, checkpoint_every=5)
+  checkpoint_dir = tmp_path / "checkpoints" / "5" / "state"
+  array_bytes = sum(f.stat().st_size for f in checkpoint_dir.rglob("*") if f.is_file())
+  frozen_bytes = sum(x.nbytes for x in jax.tree.leaves(tiny[1]))
+  print(f"checkpoint state bytes {array_bytes}, prompt bytes {prompt.nbytes}, frozen bytes {frozen_bytes}")
+  assert array_bytes < frozen_bytes / 4
+
+
+def test_grad_accumulation_matches_full_batch(tiny, tmp_path):
+  a = _train(tiny, tmp_path / "a", grad_accum_steps=1, z_loss=0.0)
+  b = _train(tiny, tmp_path / "b", grad_accum_steps=2, z_loss=0.0)
+  np.testing.assert_allclose([h["train/loss"] for h in a.train_history],
+                             [h["train/loss"] for h in b.train_history], rtol=0.1)
+
+
+def test_grad_accumulation_exact_without_dropout(tmp_path):
+  model_cfg, frozen = fx.tiny_model()
+  model_cfg = model_cfg.replace(dropout_rate=0.0)
+  results = []
+  for accum in (1, 4):
+    cfg = fx.small_config(grad_accum_steps=accum)
+    results.append(train.train(cfg, str(tmp_path / str(accum)), model_config=model_cfg, frozen_params=frozen,
+                               train_iter=fx.ArrayIterator(8), prompt_init=prompt_lib.random_uniform(),
+                               verbose=False).prompt)
+  np.testing.assert_allclose(results[0], results[1], atol=1e-5)
+
+
+def test_named_prompts_best_and_embedding(tiny, tmp_path):
+  scores = iter([10.0, 30.0, 20.0])
+  model_cfg, frozen = tiny
+  cfg = fx.small_config(num_train_steps=6, eval_every=2, embedding_step=3)
+  result = train.train(cfg, str(tmp_path), model_config=model_cfg, frozen_params=frozen,
+                       train_iter=fx.ArrayIterator(8), prompt_init=prompt_lib.random_uniform(),
+                       evaluate=lambda prompt: {"score": next(scores)}, verbose=False)
+  assert (result.best_score, result.best_step) == (30.0, 4)
+  assert prompt_io.load_named_metadata(str(tmp_path), "best")["step"] == 4
+  assert prompt_io.load_named_metadata(str(tmp_path), "embedding")["step"] == 3
+  assert prompt_io.load_prompt(str(tmp_path), "final").shape == (5, model_cfg.d_model)
+  assert not np.array_equal(prompt_io.load_prompt(str(tmp_path), "best"), result.prompt)
+
+
+def test_tensorboard_scalars_written(tiny, tmp_path):
+  _train(tiny, tmp_path)
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  acc.Reload()
+  tags = set(acc.Tags()["scalars"]) | set(acc.Tags().get("tensors", []))
+  for tag in ("train/loss", "train/learning_rate", "train/steps_per_sec", "train/examples_per_sec"):
+    assert tag in tags, tags
+
+
+def test_mismatched_prompt_and_mesh_give_clear_errors(tiny, tmp_path):
+  model_cfg, frozen = tiny
+  wrong = np.zeros((7, model_cfg.d_model), np.float32)
+  with pytest.raises(prompt_lib.PromptShapeError, match=r"\(7, 32\).*expects \(5, 32\)"):
+    train.train(fx.small_config(), str(tmp_path / "a"), model_config=model_cfg, frozen_params=frozen,
+                train_iter=fx.ArrayIterator(8), prompt_init=prompt_lib.from_array(wrong), verbose=False)
+  with pytest.raises(sharding.MeshError, match="needs 16 devices but 8 are available"):
+    _train(tiny, tmp_path / "b", mesh_shape=(4, 4))
+  with pytest.raises(sharding.MeshError, match="not a multiple of 3"):
+    _train(tiny, tmp_path / "c", mesh_shape=(-1, 3))
+  with pytest.raises(sharding.MeshError, match="batch_size 12 is not divisible by the mesh's data axis"):
+    _train(tiny, tmp_path / "d", mesh_shape=(-1, 1), batch_size=12)
+
+
+_RUN_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r})
+from spot_jax import train
+from spot_jax.models import prompt as prompt_lib
+from tests import train_fixtures as fx
+model_cfg, frozen = fx.tiny_model()
+cfg = fx.small_config(num_train_steps=40, checkpoint_every=3, keep_checkpoints=2)
+train.train(cfg, sys.argv[1], model_config=model_cfg, frozen_params=frozen, train_iter=fx.ArrayIterator(8),
+            prompt_init=prompt_lib.random_uniform())
+"""
+
+
+def _spawn(workdir):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  return subprocess.Popen([sys.executable, "-c", _RUN_SCRIPT.format(root=root), str(workdir)],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+
+
+@pytest.mark.parametrize("kill_after_step", [7, pytest.param(17, marks=pytest.mark.slow)])
+def test_kill9_resume_is_bit_exact(tmp_path, kill_after_step):
+  reference = _spawn(tmp_path / "reference")
+  assert reference.wait(timeout=600) == 0
+  victim = _spawn(tmp_path / "victim")
+  for line in victim.stdout:
+    if f"step {kill_after_step}/" in line:
+      victim.send_signal(signal.SIGKILL)
+      break
+  victim.wait(timeout=60)
+  assert victim.returncode == -signal.SIGKILL
+  resumed = _spawn(tmp_path / "victim")
+  output = resumed.stdout.read()
+  assert resumed.wait(timeout=600) == 0
+  assert "resumed from checkpoint at step" in output
+  np.testing.assert_array_equal(prompt_io.load_prompt(str(tmp_path / "victim"), "final"),
+                                prompt_io.load_prompt(str(tmp_path / "reference"), "final"))
+
+
+def test_corrupted_latest_checkpoint_falls_back(tiny, tmp_path):
+  _train(tiny, tmp_path / "ref", num_train_steps=6, checkpoint_every=2)
+  _train(tiny, tmp_path / "run", num_train_steps=4, checkpoint_every=2)
+  # Damage every file of the latest checkpoint's state (as a disk error would).
+  latest = tmp_path / "run" / "checkpoints" / "4" / "state"
+  for f in latest.rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"\x00garbage")
+  result = _train(tiny, tmp_path / "run", num_train_steps=6, checkpoint_every=2)
+  quarantined = list((tmp_path / "run" / "checkpoints" / "corrupt_checkpoints").iterdir())
+  assert [q.name.split("-")[0] for q in quarantined] == ["4"]  # moved aside, not deleted
+  ref = prompt_io.load_prompt(str(tmp_path / "ref"), "final")
+  np.testing.assert_array_equal(result.prompt, ref)
