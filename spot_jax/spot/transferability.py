@@ -1,0 +1,180 @@
+"""Transferability analysis: relative error reduction, the retrieval table, heatmaps, correlations.
+
+Why: SPoT's claims are about a sources x targets grid of transfer results. This module turns raw
+scores (0-100) into the paper's quantities and pictures; running the grid itself is a job (one
+trainer call per cell, see spot_jax.jobs). Every figure is written as PNG plus the CSV behind it.
+
+  relative error reduction  (s_transfer - s_baseline) / (100 - s_baseline)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import scipy.cluster.hierarchy
+import scipy.stats
+
+from spot_jax.spot import retrieval
+
+RETRIEVAL_KS = (1, 3, 6, 9, 12, 15)
+
+
+def relative_error_reduction(score: float, baseline: float) -> float:
+  """(score - baseline) / (100 - baseline); scores on a 0-100 scale."""
+  if baseline >= 100:
+    raise ValueError(f"Baseline {baseline} leaves no error to reduce (scores are on a 0-100 scale).")
+  return (score - baseline) / (100.0 - baseline)
+
+
+def rer_matrix(transfer: Mapping[tuple[str, str], float], baselines: Mapping[str, float],
+               sources: Sequence[str], targets: Sequence[str]) -> np.ndarray:
+  """[sources, targets] relative error reductions (NaN where a cell was not run)."""
+  out = np.full((len(sources), len(targets)), np.nan)
+  for i, s in enumerate(sources):
+    for j, t in enumerate(targets):
+      if (s, t) in transfer:
+        out[i, j] = relative_error_reduction(transfer[(s, t)], baselines[t])
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRow:
+  method: str
+  average_score: float
+  absolute_change: float  # average over targets of (score - baseline)
+  relative_change: float  # average over targets of relative error reduction, in %
+
+
+def _row(method: str, scores: Mapping[str, float], baselines: Mapping[str, float]) -> TableRow:
+  targets = sorted(baselines)
+  missing = [t for t in targets if t not in scores]
+  if missing:
+    raise ValueError(f"Method {method!r} has no score for targets {missing}.")
+  return TableRow(method, float(np.mean([scores[t] for t in targets])),
+                  float(np.mean([scores[t] - baselines[t] for t in targets])),
+                  100.0 * float(np.mean([relative_error_reduction(scores[t], baselines[t]) for t in targets])))
+
+
+def retrieval_table(baselines: Mapping[str, float], transfer: Mapping[tuple[str, str], float],
+                    rankings: Mapping[str, Sequence[retrieval.Ranked]], ks: Sequence[int] = RETRIEVAL_KS,
+                    extra: Mapping[str, Mapping[str, float]] = ()) -> list[TableRow]:
+  """SPoT's retrieval table: baseline, oracle (best source per target), best-of-top-k (the best
+  transfer among the k most similar sources, read off the grid), plus `extra` methods run
+  separately (e.g. weighted average, mixture)."""
+  targets = sorted(baselines)
+  oracle = {t: max(v for (s, tt), v in transfer.items() if tt == t) for t in targets}
+  rows = [_row("baseline (prompt tuning)", baselines, baselines), _row("oracle", oracle, baselines)]
+  for k in ks:
+    if all(len(rankings[t]) >= k for t in targets):
+      best = {t: max(transfer[(r.task, t)] for r in retrieval.top_k(rankings[t], k)) for t in targets}
+      rows.append(_row(f"best of top-{k}", best, baselines))
+  for method, scores in dict(extra).items():
+    rows.append(_row(method, scores, baselines))
+  return rows
+
+
+def format_table(rows: Sequence[TableRow]) -> str:
+  lines = [f"{'method':<28} {'avg score':>9} {'abs change':>10} {'rel change %':>12}"]
+  lines += [f"{r.method:<28} {r.average_score:>9.2f} {r.absolute_change:>+10.2f} {r.relative_change:>+12.1f}"
+            for r in rows]
+  return "\n".join(lines)
+
+
+def write_table_csv(path: str, rows: Sequence[TableRow]) -> None:
+  _write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent"],
+             [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}"]
+              for r in rows])
+
+
+def similarity_matrix(keys: Mapping[str, np.ndarray], measure: str) -> tuple[list[str], np.ndarray]:
+  names = sorted(keys)
+  matrix = np.array([[retrieval.similarity(keys[a], keys[b], measure) for b in names] for a in names])
+  return names, matrix
+
+
+def correlation(similarities: Sequence[float], transfers: Sequence[float]) -> dict[str, float]:
+  """Pearson and Spearman correlation (with p-values) between similarity and transfer."""
+  r, p = scipy.stats.pearsonr(similarities, transfers)
+  rho, p_rho = scipy.stats.spearmanr(similarities, transfers)
+  return {"pearson_r": float(r), "pearson_p": float(p), "spearman_rho": float(rho), "spearman_p": float(p_rho)}
+
+
+# ----------------------------------------------------------------------------- figures (PNG + CSV)
+
+
+def _plt():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
+def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
+                 title: str, value_label: str) -> tuple[str, str]:
+  """Writes `<stem>.png` and `<stem>.csv` (rows x columns, with labels); returns both paths."""
+  _write_csv(path_stem + ".csv", [""] + list(col_labels),
+             [[r] + [f"{v:.6f}" for v in row] for r, row in zip(row_labels, matrix)])
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(col_labels), 1.0 + 0.45 * len(row_labels)))
+  finite = matrix[np.isfinite(matrix)]
+  bound = float(np.abs(finite).max()) if finite.size else 1.0
+  image = ax.imshow(matrix, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+  ax.set_xticks(range(len(col_labels)), col_labels, rotation=60, ha="right", fontsize=8)
+  ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+  for i in range(matrix.shape[0]):
+    for j in range(matrix.shape[1]):
+      if np.isfinite(matrix[i, j]):
+        ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
+  fig.colorbar(image, ax=ax, label=value_label)
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path_stem + ".png", dpi=120)
+  plt.close(fig)
+  return path_stem + ".png", path_stem + ".csv"
+
+
+def save_clustered_similarity(path_stem: str, keys: Mapping[str, np.ndarray], measure: str) -> tuple[str, str]:
+  """Task-embedding similarity heatmap, tasks ordered by average-linkage hierarchical clustering."""
+  names, matrix = similarity_matrix(keys, measure)
+  if len(names) > 2:
+    distance = np.clip(1.0 - matrix, 0.0, None)
+    condensed = distance[np.triu_indices(len(names), k=1)]
+    order = scipy.cluster.hierarchy.leaves_list(scipy.cluster.hierarchy.linkage(condensed, "average"))
+  else:
+    order = np.arange(len(names))
+  ordered = [names[i] for i in order]
+  return save_heatmap(path_stem, matrix[np.ix_(order, order)], ordered, ordered,
+                      f"task embedding similarity ({measure})", "similarity")
+
+
+def save_scatter(path_stem: str, points: Sequence[tuple[str, str, float, float]]) -> dict[str, float]:
+  """(source, target, similarity, relative error reduction) points -> PNG + CSV; returns correlations."""
+  _write_csv(path_stem + ".csv", ["source", "target", "similarity", "relative_error_reduction"],
+             [[s, t, f"{x:.6f}", f"{y:.6f}"] for s, t, x, y in points])
+  xs, ys = [p[2] for p in points], [p[3] for p in points]
+  stats = correlation(xs, ys) if len(points) > 2 else {}
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(5, 4))
+  ax.scatter(xs, ys, s=18)
+  ax.set_xlabel("task embedding similarity")
+  ax.set_ylabel("relative error reduction")
+  if stats:
+    ax.set_title(f"Pearson r = {stats['pearson_r']:.2f} (p = {stats['pearson_p']:.3g})")
+  fig.tight_layout()
+  fig.savefig(path_stem + ".png", dpi=120)
+  plt.close(fig)
+  return stats
