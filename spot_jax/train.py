@@ -69,7 +69,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 @dataclasses.dataclass
 class TrainResult:
-  prompt: np.ndarray  # final prompt [prompt_length, d_model]
+  prompt: Optional[np.ndarray]  # final prompt [prompt_length, d_model] (prompt tuning)
+  params: Optional[Any]  # final T5 params (model tuning)
   step: int
   best_score: Optional[float]
   best_step: Optional[int]
@@ -89,6 +90,12 @@ def make_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
   if cfg.schedule == "warmup_rsqrt":
     return lambda step: lr * jnp.minimum((step + 1) / max(warmup, 1), jnp.sqrt(max(warmup, 1) / (step + 1.0)))
   raise ValueError(f"Unknown schedule {cfg.schedule!r}; choose constant, warmup_constant or warmup_rsqrt.")
+
+
+def make_model_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adafactor as T5 fine-tuning uses it (factored second moments, parameter scaling off, lr from cfg)."""
+  return optax.adafactor(learning_rate=make_schedule(cfg), decay_rate=cfg.adafactor_decay_rate,
+                         clipping_threshold=cfg.clipping_threshold, multiply_by_parameter_scale=False)
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -119,42 +126,47 @@ def cross_entropy_sums(logits: Array, targets: Array, weights: Array, z_loss: fl
 
 
 def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTransformation,
-                    cfg: ml_collections.ConfigDict) -> Callable:
-  """-> step(prompt, opt_state, frozen_params, batch, step) -> (prompt, opt_state, metrics)."""
+                    cfg: ml_collections.ConfigDict, tune: str = "prompt") -> Callable:
+  """-> step(trainable, opt_state, frozen, batch, step) -> (trainable, opt_state, metrics).
+
+  tune="prompt": trainable is the prompt [L, d_model], frozen the T5 params (the default).
+  tune="model": trainable is the T5 params, frozen the (possibly empty) prompt — model tuning, used
+  to make the offline quickstart's backbone and as Lester et al.'s model-tuning baseline.
+  """
   base_rng = jax.random.key(cfg.seed)
 
-  def summed_loss(prompt, frozen, batch, rng):
-    logits = model.apply({"params": {"prompt": prompt, "t5": frozen}}, batch["encoder_input_tokens"],
+  def summed_loss(trainable, frozen, batch, rng):
+    prompt, t5_params = (trainable, frozen) if tune == "prompt" else (frozen, trainable)
+    logits = model.apply({"params": {"prompt": prompt, "t5": t5_params}}, batch["encoder_input_tokens"],
                          batch["decoder_input_tokens"], batch["decoder_target_tokens"],
                          enable_dropout=True, rngs={"dropout": rng})
     loss, nll, weight = cross_entropy_sums(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
                                            cfg.z_loss, cfg.label_smoothing)
     return loss, (nll, weight)
 
-  grad_fn = jax.grad(summed_loss, has_aux=True)
+  grad_fn = jax.grad(summed_loss, has_aux=True)  # w.r.t. `trainable` only
 
-  def step(prompt, opt_state, frozen, batch, step_num):
+  def step(trainable, opt_state, frozen, batch, step_num):
     rng = jax.random.fold_in(base_rng, step_num)
     accum = cfg.grad_accum_steps
     if accum == 1:
-      grads, (nll, weight) = grad_fn(prompt, frozen, batch, rng)
+      grads, (nll, weight) = grad_fn(trainable, frozen, batch, rng)
     else:
       micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
 
       def body(carry, inputs):
         index, microbatch = inputs
-        g, (n, w) = grad_fn(prompt, frozen, microbatch, jax.random.fold_in(rng, index))
+        g, (n, w) = grad_fn(trainable, frozen, microbatch, jax.random.fold_in(rng, index))
         return jax.tree.map(jnp.add, carry, (g, n, w)), None
 
-      zeros = (jnp.zeros_like(prompt), jnp.zeros(()), jnp.zeros(()))
+      zeros = (jax.tree.map(jnp.zeros_like, trainable), jnp.zeros(()), jnp.zeros(()))
       (grads, nll, weight), _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
     denominator = jnp.maximum(weight, 1.0)
-    grads = grads / denominator
-    updates, opt_state = optimizer.update(grads, opt_state, prompt)
-    prompt = optax.apply_updates(prompt, updates)
-    metrics = {"loss": nll / denominator, "target_tokens": weight,
-               "grad_norm": optax.tree.norm(grads)}
-    return prompt, opt_state, metrics
+    grads = jax.tree.map(lambda g: g / denominator, grads)
+    updates, opt_state = optimizer.update(grads, opt_state, trainable)
+    trainable = optax.apply_updates(trainable, updates)
+    metrics = {"loss": nll / denominator, "target_tokens": weight, "grad_norm": optax.tree.norm(grads)}
+    return trainable, opt_state, metrics
 
   return step
 
@@ -185,61 +197,89 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
           train_iter: BatchIterator, prompt_init: prompt_lib.Initializer,
           evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None, name: str = "train",
           verbose: bool = True) -> TrainResult:
-  """Trains one prompt; resumes from `workdir` if it holds checkpoints.
+  """Trains one prompt on the frozen model; resumes from `workdir` if it holds checkpoints.
 
   `evaluate(prompt) -> metrics` must include 'score' (higher is better); the best-scoring prompt is
   written as `<workdir>/prompts/best.npy`. With `cfg.embedding_step > 0` the prompt at that step is
   written as `embedding.npy` (the SPoT task embedding). The final prompt is `final.npy`.
   """
+  prompt_shape = (cfg.prompt_length, model_config.d_model)
+
+  def init_trainable(mesh):
+    initial = prompt_init(jax.random.key(cfg.seed + 1), prompt_shape)
+    prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
+    return jnp.asarray(initial, jnp.float32), sharding.replicated(mesh)
+
+  return _run(cfg, workdir, model_config=model_config, tune="prompt", prompt_length=cfg.prompt_length,
+              frozen=frozen_params, frozen_axes=t5.logical_axes(model_config), init_trainable=init_trainable,
+              train_iter=train_iter, evaluate=evaluate, name=name, verbose=verbose)
+
+
+def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, params: Any,
+               train_iter: BatchIterator, evaluate: Optional[Callable[[Any], dict[str, float]]] = None,
+               name: str = "model-tuning", verbose: bool = True) -> TrainResult:
+  """Model tuning (all T5 weights, no prompt) through the same loop; `TrainResult.params` holds the
+  tuned weights. The offline quickstart makes its frozen backbone this way."""
+  def init_trainable(mesh):
+    return (jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params),
+            sharding.logical_shardings(t5.logical_axes(model_config), params, mesh))
+
+  empty_prompt = np.zeros((0, model_config.d_model), np.float32)
+  return _run(cfg, workdir, model_config=model_config, tune="model", prompt_length=0, frozen=empty_prompt,
+              frozen_axes=jax.sharding.PartitionSpec(), init_trainable=init_trainable, train_iter=train_iter,
+              evaluate=evaluate, name=name, verbose=verbose)
+
+
+def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes, init_trainable, train_iter,
+         evaluate, name, verbose) -> TrainResult:
+  """The loop behind `train` and `tune_model`: the only training loop in spot_jax."""
   workdir_path = epath.Path(workdir)
   mesh = sharding.make_mesh(cfg.mesh_shape)
   sharding.check_batch_fits(cfg.batch_size, mesh)
   if cfg.batch_size % cfg.grad_accum_steps:
     raise ValueError(f"batch_size {cfg.batch_size} is not divisible by grad_accum_steps {cfg.grad_accum_steps}.")
-  prompt_shape = (cfg.prompt_length, model_config.d_model)
-  model = prompt_lib.PromptedT5(model_config, cfg.prompt_length)
-  optimizer = make_optimizer(cfg)
+  model = prompt_lib.PromptedT5(model_config, prompt_length)
+  optimizer = make_optimizer(cfg) if tune == "prompt" else make_model_optimizer(cfg)
   repl = sharding.replicated(mesh)
+  is_writer = jax.process_index() == 0
+  named_prompts = tune == "prompt"
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
-    frozen_shardings = sharding.logical_shardings(t5.logical_axes(model_config), frozen_params, mesh)
-    frozen = jax.device_put(frozen_params, frozen_shardings)  # placed once, never copied or updated
-
-    abstract_prompt = jax.ShapeDtypeStruct(prompt_shape, jnp.float32, sharding=repl)
-    abstract_opt = jax.eval_shape(optimizer.init, abstract_prompt)
-    abstract_state = {"prompt": abstract_prompt,
-                      "opt_state": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                                                abstract_opt),
-                      "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=repl)}
+    frozen_shardings = sharding.logical_shardings(frozen_axes, frozen, mesh)
+    frozen = jax.device_put(frozen, frozen_shardings)  # placed once, never copied or updated
+    trainable, trainable_shardings = init_trainable(mesh)
+    trainable = jax.device_put(trainable, trainable_shardings)
+    # Prompt optimizer state is replicated; that of model weights follows the weights (XLA decides).
+    opt_init = jax.jit(optimizer.init, out_shardings=(
+        _state_shardings(jax.eval_shape(optimizer.init, trainable), mesh) if tune == "prompt" else None))
+    opt_state = opt_init(trainable)
+    opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+    abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                  {"trainable": trainable, "opt_state": opt_state,
+                                   "step": jax.device_put(jnp.zeros((), jnp.int32), repl)})
     checkpointer = train_state.TrainCheckpointer(str(workdir_path / "checkpoints"), cfg.checkpoint_every,
                                                  cfg.keep_checkpoints)
     restored = checkpointer.restore_latest(abstract_state)
+    start_step = 0
     if restored is not None:
       start_step, state, data_state = restored
       train_iter.set_state(data_state)
-      prompt, opt_state = state["prompt"], state["opt_state"]
+      trainable, opt_state = state["trainable"], state["opt_state"]
       logging.info("[%s] resumed from step %d", name, start_step)
       if verbose:
         print(f"[{name}] resumed from checkpoint at step {start_step}", flush=True)
-    else:
-      start_step = 0
-      initial = prompt_init(jax.random.key(cfg.seed + 1), prompt_shape)
-      prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
-      prompt = jax.device_put(jnp.asarray(initial, jnp.float32), repl)
-      opt_state = jax.device_put(optimizer.init(prompt), _state_shardings(abstract_opt, mesh))
 
-    batch_shardings = sharding.batch_sharding(mesh)
     step_fn = jax.jit(
-        make_train_step(model, optimizer, cfg),
-        in_shardings=(repl, _state_shardings(opt_state, mesh), frozen_shardings, batch_shardings, repl),
-        out_shardings=(repl, _state_shardings(opt_state, mesh), repl),
+        make_train_step(model, optimizer, cfg, tune),
+        in_shardings=(trainable_shardings, opt_shardings, frozen_shardings, sharding.batch_sharding(mesh), repl),
+        out_shardings=(trainable_shardings, opt_shardings, repl),
         donate_argnums=(0, 1))
 
     writer = metric_writers.create_default_writer(
-        str(workdir_path / "tensorboard"), just_logging=jax.process_index() > 0, asynchronous=False)
+        str(workdir_path / "tensorboard"), just_logging=not is_writer, asynchronous=False)
     if start_step == 0:
       writer.write_hparams({k: str(v) for k, v in cfg.items()})
-    best_meta = prompt_io.load_named_metadata(workdir, "best")
+    best_meta = prompt_io.load_named_metadata(workdir, "best") if named_prompts else None
     best_score = best_meta["score"] if best_meta else None
     best_step = best_meta["step"] if best_meta else None
     eval_history: list[dict] = []
@@ -247,16 +287,19 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
     progress = _Progress(name, cfg.num_train_steps, start_step)
     window_start, window_steps = time.perf_counter(), 0
     schedule = make_schedule(cfg)
-    is_writer = jax.process_index() == 0
+
+    def save_named(which, metadata):
+      if named_prompts and is_writer:
+        prompt_io.save_named_prompt(workdir, which, np.asarray(jax.device_get(trainable)), metadata)
 
     for step in range(start_step, cfg.num_train_steps):
       batch = sharding.global_batch(next(train_iter), mesh)
-      prompt, opt_state, metrics = step_fn(prompt, opt_state, frozen, batch, jnp.asarray(step, jnp.int32))
+      trainable, opt_state, metrics = step_fn(trainable, opt_state, frozen, batch, jnp.asarray(step, jnp.int32))
       done = step + 1
       window_steps += 1
 
-      if cfg.embedding_step and done == cfg.embedding_step and is_writer:
-        prompt_io.save_named_prompt(workdir, "embedding", np.asarray(prompt), {"step": done})
+      if cfg.embedding_step and done == cfg.embedding_step:
+        save_named("embedding", {"step": done})
 
       if done % cfg.log_every == 0 or done == cfg.num_train_steps:
         metrics = jax.device_get(metrics)
@@ -272,28 +315,26 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
         window_start, window_steps = time.perf_counter(), 0
 
       if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.num_train_steps):
-        results = dict(evaluate(np.asarray(jax.device_get(prompt))))
+        results = dict(evaluate(jax.device_get(trainable)))
         if "score" not in results:
           raise ValueError(f"evaluate() must return a 'score'; got keys {sorted(results)}.")
         writer.write_scalars(done, {f"eval/{k}": float(v) for k, v in results.items()})
         eval_history.append({"step": done, **{k: float(v) for k, v in results.items()}})
         if best_score is None or results["score"] > best_score:
           best_score, best_step = float(results["score"]), done
-          if is_writer:
-            prompt_io.save_named_prompt(workdir, "best", np.asarray(jax.device_get(prompt)),
-                                        {"step": done, "score": best_score, "metrics": results})
+          save_named("best", {"step": done, "score": best_score, "metrics": results})
         if verbose and is_writer:
           print(f"[{name}] eval at step {done}: " + ", ".join(f"{k}={v:.2f}" for k, v in results.items())
                 + f" (best {best_score:.2f} at step {best_step})", flush=True)
 
       if done % cfg.checkpoint_every == 0 or done == cfg.num_train_steps:
-        checkpointer.save(done, {"prompt": prompt, "opt_state": opt_state,
+        checkpointer.save(done, {"trainable": trainable, "opt_state": opt_state,
                                  "step": jnp.asarray(done, jnp.int32)}, train_iter.get_state(), force=True)
 
-    final = np.asarray(jax.device_get(prompt))
-    if is_writer:
-      prompt_io.save_named_prompt(workdir, "final", final, {"step": cfg.num_train_steps})
+    final = jax.device_get(trainable)
+    save_named("final", {"step": cfg.num_train_steps})
     writer.flush()
     checkpointer.close()
-  return TrainResult(prompt=final, step=cfg.num_train_steps, best_score=best_score, best_step=best_step,
-                     eval_history=eval_history, train_history=train_history)
+  return TrainResult(prompt=np.asarray(final) if named_prompts else None,
+                     params=None if named_prompts else final, step=cfg.num_train_steps, best_score=best_score,
+                     best_step=best_step, eval_history=eval_history, train_history=train_history)

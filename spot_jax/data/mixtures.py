@@ -1,0 +1,127 @@
+"""Mixtures: several tasks sampled at fixed rates into one training stream.
+
+Why this exists: SPoT's strongest generic source prompts are trained on task mixtures (GLUE,
+SuperGLUE, NLI, paraphrase, sentiment, reading comprehension, commonsense), and targeted SPoT's
+third strategy mixes the top-k retrieved sources with the target. T5 mixes *examples-
+proportionally with a cap*: rate_i ∝ min(n_i, cap)^(1/temperature), so a huge task (C4, QQP) does
+not drown the small ones; temperature > 1 flattens the rates further.
+
+`Mixture.rates` is either explicit weights or "proportional" (computed from the tasks' train
+split sizes when the pipeline opens them). The sampling itself (which task each batch slot comes
+from, deterministic given the seed) lives in `pipeline`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from spot_jax.data import tasks as tasks_lib
+
+# T5's artificial dataset-size limit K for examples-proportional mixing (Raffel et al., 2020, §3.5.2).
+DEFAULT_CAP = 2 ** 19
+
+
+def examples_proportional_rates(num_examples: Sequence[int], cap: Optional[int] = DEFAULT_CAP,
+                                temperature: float = 1.0) -> np.ndarray:
+  """rate_i ∝ min(n_i, cap) ** (1 / temperature), normalised to sum to 1. `cap=None`: no cap."""
+  n = np.asarray(num_examples, np.float64)
+  if n.ndim != 1 or not len(n) or np.any(n < 0) or not np.any(n > 0):
+    raise ValueError(f"Need non-negative example counts, at least one positive; got {list(num_examples)}.")
+  if temperature <= 0:
+    raise ValueError(f"temperature must be > 0; got {temperature}.")
+  if cap is not None:
+    n = np.minimum(n, float(cap))
+  r = n ** (1.0 / temperature)
+  return r / r.sum()
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture:
+  """Tasks sampled at `rates`: explicit weights (normalised) or 'proportional' (examples-
+  proportional with `cap` and `temperature`, from the train split sizes)."""
+
+  name: str
+  task_names: tuple[str, ...]
+  rates: Union[tuple[float, ...], str] = "proportional"
+  cap: Optional[int] = DEFAULT_CAP
+  temperature: float = 1.0
+
+  def __post_init__(self):
+    object.__setattr__(self, "task_names", tuple(self.task_names))
+    if not self.task_names:
+      raise ValueError(f"Mixture {self.name!r} has no tasks.")
+    if len(set(self.task_names)) != len(self.task_names):
+      raise ValueError(f"Mixture {self.name!r} lists a task twice: {self.task_names}.")
+    if isinstance(self.rates, str):
+      if self.rates != "proportional":
+        raise ValueError(f"Mixture {self.name!r}: rates must be weights or 'proportional'; got {self.rates!r}.")
+    else:
+      rates = tuple(float(r) for r in self.rates)
+      if len(rates) != len(self.task_names) or any(r < 0 for r in rates) or not sum(rates) > 0:
+        raise ValueError(f"Mixture {self.name!r}: need one non-negative rate per task ({len(self.task_names)}), "
+                         f"not all zero; got {self.rates}.")
+      object.__setattr__(self, "rates", rates)
+
+  def normalized_rates(self, num_examples: Optional[Sequence[int]] = None) -> np.ndarray:
+    """[num_tasks] probabilities. 'proportional' needs the tasks' train sizes `num_examples`."""
+    if isinstance(self.rates, str):
+      if num_examples is None:
+        raise ValueError(f"Mixture {self.name!r} is examples-proportional: pass the tasks' example counts.")
+      return examples_proportional_rates(num_examples, self.cap, self.temperature)
+    r = np.asarray(self.rates, np.float64) ** (1.0 / self.temperature)
+    return r / r.sum()
+
+  def tasks(self) -> list[tasks_lib.Task]:
+    return [tasks_lib.get_task(n) for n in self.task_names]
+
+
+_MIXTURES: dict[str, Mixture] = {}
+
+
+def register_mixture(mixture: Mixture, overwrite: bool = False) -> Mixture:
+  if mixture.name in _MIXTURES and not overwrite and _MIXTURES[mixture.name] != mixture:
+    raise ValueError(f"Mixture {mixture.name!r} is already registered; pick another name or pass overwrite=True.")
+  if mixture.name in tasks_lib._TASKS:  # pylint: disable=protected-access
+    raise ValueError(f"{mixture.name!r} is already a task name; a mixture needs a distinct name.")
+  _MIXTURES[mixture.name] = mixture
+  return mixture
+
+
+def get_mixture(name: str) -> Mixture:
+  if name not in _MIXTURES:
+    tasks_lib._ensure_synthetic()  # pylint: disable=protected-access
+  if name not in _MIXTURES:
+    close = difflib.get_close_matches(name, list(_MIXTURES), n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    raise ValueError(f"Unknown mixture {name!r}{hint}. Registered mixtures: {', '.join(sorted(_MIXTURES))}.")
+  return _MIXTURES[name]
+
+
+def list_mixtures() -> list[str]:
+  tasks_lib._ensure_synthetic()  # pylint: disable=protected-access
+  return sorted(_MIXTURES)
+
+
+def is_mixture(name: str) -> bool:
+  if name not in _MIXTURES:
+    tasks_lib._ensure_synthetic()  # pylint: disable=protected-access
+  return name in _MIXTURES
+
+
+# The paper's source mixtures, as far as the registered tasks allow (Vu et al., 2022, §2.1).
+for _name, _tasks in {
+    "glue": ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"),  # GLUE-8 (no WNLI)
+    "super_glue": ("boolq", "cb", "copa", "multirc", "record", "super_glue_rte", "wic", "wsc"),
+    "spot_nli": ("anli", "cb", "docnli", "mnli", "qnli", "rte", "snli"),
+    "spot_paraphrase": ("cxc", "mrpc", "qqp", "stsb"),
+    "spot_sentiment": ("cr", "sst2", "yelp_polarity"),
+    "spot_mrc": ("cosmos_qa", "drop", "multirc", "race", "record", "squad"),
+    "spot_commonsense": ("copa", "hellaswag", "piqa", "winogrande"),
+    "spot_sources": tasks_lib.SPOT_SOURCE_TASKS,
+}.items():
+  register_mixture(Mixture(_name, _tasks))
+register_mixture(Mixture("glue_super_glue", tuple(_MIXTURES["glue"].task_names) + _MIXTURES["super_glue"].task_names))

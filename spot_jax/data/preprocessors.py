@@ -1,0 +1,328 @@
+"""Text-to-text formats: raw dataset examples -> `{'inputs': str, 'targets': str, ...}`.
+
+Why this exists: prompt transfer only makes sense if every task speaks T5's text-to-text format
+(`rte sentence1: ... sentence2: ...` -> `entailment`), so all task-specific formatting lives here as
+small, pure factories. Each factory returns a `Preprocessor`:
+
+    fn(example: Mapping, ctx: Context) -> list[dict]
+
+One raw example may give zero outputs (an unlabelled test example), one (most tasks) or several
+(a RACE article has many questions; a ReCoRD query has several correct answers when training).
+Outputs always hold `inputs` and `targets` strings; classification outputs also hold `label` (the
+index into the task's label words). `ctx.seed` is a deterministic per-(run seed, epoch, example)
+integer for formats that randomise (the prefix-LM split of C4); the others ignore it.
+
+Field order: T5 sorts fields alphabetically; here short fields (question, hypothesis) come before
+long ones (passage, document) so that truncation at `input_length` cuts the passage, not the
+question. Raw values may be `str`, `bytes` or numpy arrays (TFDS random access gives `bytes` for a
+real dataset and `str` under `tfds.testing.mock_data`); `as_text` accepts all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What a preprocessor may depend on besides the example."""
+
+  seed: int = 0  # deterministic per (run seed, epoch, example index)
+  training: bool = True  # False when building evaluation examples
+
+
+Preprocessor = Callable[[Mapping[str, Any], Context], list[dict]]
+LETTERS = tuple(string.ascii_uppercase)
+
+
+# ----------------------------------------------------------------------------- value helpers
+
+
+def as_text(value: Any) -> str:
+  """`str`, `bytes`, 0-d numpy arrays of either -> `str` (TFDS gives both, depending on backend)."""
+  if isinstance(value, np.ndarray) and value.ndim == 0:
+    value = value.item()
+  if isinstance(value, (bytes, np.bytes_)):
+    return bytes(value).decode("utf-8", errors="replace")
+  return str(value)
+
+
+def as_text_list(value: Any) -> list[str]:
+  """A TFDS `Sequence(Text)` (numpy array, list, or a single string) -> list of `str`."""
+  if value is None:
+    return []
+  if isinstance(value, (str, bytes, np.bytes_)):
+    return [as_text(value)]
+  return [as_text(v) for v in np.asarray(value, dtype=object).reshape(-1)]
+
+
+def as_int(value: Any, default: int = -1) -> int:
+  try:
+    return int(np.asarray(value).reshape(-1)[0])
+  except (TypeError, ValueError, IndexError):
+    return default
+
+
+def clean(text: str) -> str:
+  """Collapses whitespace (TFDS text often carries newlines that SentencePiece would keep)."""
+  return " ".join(text.split())
+
+
+def to_python(value: Any) -> Any:
+  """Raw TFDS example -> plain Python (str, int, float, lists, dicts): kept beside eval examples."""
+  if isinstance(value, Mapping):
+    return {k: to_python(v) for k, v in value.items()}
+  if isinstance(value, (bytes, np.bytes_)):
+    return as_text(value)
+  if isinstance(value, np.ndarray):
+    if value.ndim == 0:
+      return to_python(value.item())
+    return [to_python(v) for v in value.tolist()]
+  if isinstance(value, (list, tuple)):
+    return [to_python(v) for v in value]
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+def _label_target(label: int, label_words: Sequence[str]) -> Optional[dict]:
+  if 0 <= label < len(label_words):
+    return {"targets": label_words[label], "label": label}
+  return None  # unlabelled (TFDS test splits use -1): nothing to train or score on
+
+
+def _fields_text(prefix: str, example: Mapping[str, Any], fields: Sequence[tuple[str, str]]) -> str:
+  parts = [prefix] if prefix else []
+  for key, name in fields:
+    parts.append(f"{name}: {clean(as_text(example[key]))}")
+  return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def classification(prefix: str, fields: Sequence[tuple[str, str]], label_words: Sequence[str],
+                   label_key: str = "label") -> Preprocessor:
+  """GLUE-style: `{prefix} {name1}: {text1} {name2}: {text2}` -> `label_words[label]`.
+
+  `fields` are `(example key, name shown in the input)` pairs, in input order.
+  """
+  label_words = tuple(label_words)
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    target = _label_target(as_int(ex[label_key]), label_words)
+    if target is None:
+      return []
+    return [{"inputs": _fields_text(prefix, ex, fields), **target}]
+
+  return fn
+
+
+def round_to(value: float, step: float = 0.2) -> str:
+  """STS-B style text-regression target: round to the nearest `step`, one decimal ('3.4')."""
+  return f"{round(float(value) / step) * step:.1f}"
+
+
+def regression(prefix: str, fields: Sequence[tuple[str, str]], label_key: str = "label",
+               scale: float = 1.0, step: float = 0.2) -> Preprocessor:
+  """Text regression as T5 does STS-B: target = `label * scale` rounded to `step`, as a string."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    value = float(np.asarray(ex[label_key]).reshape(-1)[0]) * scale
+    if not np.isfinite(value) or value < 0:
+      return []
+    return [{"inputs": _fields_text(prefix, ex, fields), "targets": round_to(value, step)}]
+
+  return fn
+
+
+def copa(prefix: str = "copa") -> Preprocessor:
+  """SuperGLUE COPA as T5: `copa choice1: .. choice2: .. premise: .. question: cause` -> choice1/2."""
+  return classification(prefix, [("choice1", "choice1"), ("choice2", "choice2"), ("premise", "premise"),
+                                 ("question", "question")], ("choice1", "choice2"))
+
+
+def wsc(prefix: str = "wsc") -> Preprocessor:
+  """SuperGLUE WSC: the pronoun (span2) is marked with `*` in the text; does it refer to span1?"""
+  words = ("False", "True")
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    target = _label_target(as_int(ex["label"]), words)
+    if target is None:
+      return []
+    tokens = clean(as_text(ex["text"])).split(" ")
+    i = as_int(ex["span2_index"])
+    if 0 <= i < len(tokens):
+      tokens[i] = f"*{tokens[i]}*"
+    inputs = (f"{prefix} span1: {clean(as_text(ex['span1_text']))} span2: {clean(as_text(ex['span2_text']))} "
+              f"text: {' '.join(tokens)}")
+    return [{"inputs": inputs, **target}]
+
+  return fn
+
+
+def multiple_choice(prefix: str, fields: Sequence[tuple[str, str]], choices: Callable[[Mapping], list[str]],
+                    label: Callable[[Mapping], int], num_choices: int) -> Preprocessor:
+  """`{prefix} {fields...} options: (A) .. (B) ..` -> the letter of the right option.
+
+  Options go after the short fields and before long passages (the last entries of `fields` whose
+  name is 'context', 'article' or 'passage'), so truncation removes passage text first.
+  """
+  long_names = ("context", "article", "passage")
+  short = [f for f in fields if f[1] not in long_names]
+  long = [f for f in fields if f[1] in long_names]
+  words = LETTERS[:num_choices]
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    opts = choices(ex)
+    target = _label_target(label(ex), words[:len(opts)])
+    if target is None:
+      return []
+    options = " ".join(f"({words[i]}) {clean(o)}" for i, o in enumerate(opts[:num_choices]))
+    text = _fields_text(prefix, ex, short) + f" options: {options}"
+    if long:
+      text += " " + _fields_text("", ex, long)
+    return [{"inputs": text, **target}]
+
+  return fn
+
+
+def race(prefix: str = "race") -> Preprocessor:
+  """RACE: one article, many questions -> one example per question, target = answer letter."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    article = clean(as_text(ex["article"]))
+    questions = as_text_list(ex["questions"])
+    answers = as_text_list(ex["answers"])
+    options = np.asarray(ex["options"], dtype=object)
+    out = []
+    for i, (q, a) in enumerate(zip(questions, answers)):
+      opts = as_text_list(options[i]) if i < len(options) else []
+      label = LETTERS.index(a.strip()) if a.strip() in LETTERS else -1
+      if not 0 <= label < len(opts) or label >= 4:
+        continue
+      choice_text = " ".join(f"({LETTERS[j]}) {clean(o)}" for j, o in enumerate(opts[:4]))
+      out.append({"inputs": f"{prefix} question: {clean(q)} options: {choice_text} article: {article}",
+                  "targets": LETTERS[label], "label": label})
+    return out
+
+  return fn
+
+
+# ----------------------------------------------------------------------------- reading comprehension
+
+
+def squad(prefix: str = "") -> Preprocessor:
+  """SQuAD as T5: `question: .. context: ..` -> first answer (metrics use all answers)."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    answers = as_text_list(ex["answers"]["text"])
+    if not answers:
+      return []
+    inputs = (f"{prefix} " if prefix else "") + (
+        f"question: {clean(as_text(ex['question']))} context: {clean(as_text(ex['context']))}")
+    return [{"inputs": inputs, "targets": clean(answers[0])}]
+
+  return fn
+
+
+def drop(prefix: str = "drop") -> Preprocessor:
+  """DROP: `drop question: .. passage: ..` -> answer (metrics use answer + validated answers)."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    answer = clean(as_text(ex["answer"]))
+    inputs = f"{prefix} question: {clean(as_text(ex['question']))} passage: {clean(as_text(ex['passage']))}"
+    return [{"inputs": inputs, "targets": answer}]
+
+  return fn
+
+
+def multirc(prefix: str = "multirc") -> Preprocessor:
+  """MultiRC: one (question, candidate answer) per example -> False/True; scored per question."""
+  return classification(prefix, [("question", "question"), ("answer", "answer"), ("paragraph", "paragraph")],
+                        ("False", "True"))
+
+
+def record(prefix: str = "record") -> Preprocessor:
+  """ReCoRD as T5: `record query: .. entities: e1, e2 passage: ..` -> an answer entity.
+
+  Training gives one example per correct answer (as T5); evaluation gives one example per query
+  (target = the first answer; metrics take the max over all answers).
+  """
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    passage = clean(re.sub(r"@highlight\s*", ". ", as_text(ex["passage"])))
+    entities = ", ".join(dict.fromkeys(clean(e) for e in as_text_list(ex["entities"])))
+    inputs = f"{prefix} query: {clean(as_text(ex['query']))} entities: {entities} passage: {passage}"
+    answers = [clean(a) for a in as_text_list(ex["answers"])]
+    if not answers:
+      return []
+    if not ctx.training:
+      answers = answers[:1]
+    return [{"inputs": inputs, "targets": a} for a in dict.fromkeys(answers)]
+
+  return fn
+
+
+# ----------------------------------------------------------------------------- language modelling
+
+
+def _mix(*values: int) -> int:
+  """A cheap deterministic 64-bit hash of ints (splitmix64 steps)."""
+  h = 0x9E3779B97F4A7C15
+  for v in values:
+    h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+    h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    h ^= h >> 29
+  return h
+
+
+def prefix_lm(text_key: str = "text", max_words: int = 256) -> Preprocessor:
+  """Prefix-LM (the LM-adapted T5 objective): a random window of <= `max_words` words is split at
+  a random point; inputs = the prefix, targets = the continuation.
+
+  Word-level (not token-level) so it runs before tokenization; the window keeps most examples
+  within the pipeline's lengths, and what still overflows is truncated and counted there. The
+  randomness comes from `ctx.seed`, so each epoch gives a different split, reproducibly.
+  """
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    words = as_text(ex[text_key]).split()
+    if len(words) < 2:
+      return []
+    h = _mix(ctx.seed, len(words))
+    n = min(len(words), max_words)
+    start = h % (len(words) - n + 1)
+    cut = 1 + (h >> 20) % (n - 1)
+    window = words[start:start + n]
+    return [{"inputs": " ".join(window[:cut]), "targets": " ".join(window[cut:])}]
+
+  return fn
+
+
+def passthrough(inputs_key: str = "inputs", targets_key: str = "targets",
+                label_key: Optional[str] = None) -> Preprocessor:
+  """Examples that are already text-to-text (local files, the synthetic tasks)."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    out = {"inputs": clean(as_text(ex[inputs_key])), "targets": clean(as_text(ex[targets_key]))}
+    if label_key is not None:
+      label = as_int(ex[label_key])
+      if label >= 0:
+        out["label"] = label
+    return [out]
+
+  return fn
