@@ -193,6 +193,29 @@ def _state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
   return jax.tree.map(lambda _: sharding.replicated(mesh), state)
 
 
+# Settings that do not change the compiled step: runs that differ only in these share one compile
+# (the quickstart and grids run dozens of short trainings in one process).
+_RUN_ONLY_FIELDS = ("num_train_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                    "embedding_step")
+_STEP_CACHE: dict = {}
+
+
+def _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_shardings, frozen_shardings):
+  step_fields = {k: v for k, v in cfg.items() if k not in _RUN_ONLY_FIELDS}
+  key = (model.config, model.prompt_length, tune, repr(sorted(step_fields.items())), mesh.shape_tuple,
+         tuple(d.id for d in mesh.devices.flat), jax.tree.structure(frozen_shardings))
+  if key not in _STEP_CACHE:
+    if len(_STEP_CACHE) > 16:
+      _STEP_CACHE.clear()
+    _STEP_CACHE[key] = jax.jit(
+        make_train_step(model, optimizer, cfg, tune),
+        in_shardings=(trainable_shardings, opt_shardings, frozen_shardings, sharding.batch_sharding(mesh),
+                      sharding.replicated(mesh)),
+        out_shardings=(trainable_shardings, opt_shardings, sharding.replicated(mesh)),
+        donate_argnums=(0, 1))
+  return _STEP_CACHE[key]
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, frozen_params: Any,
           train_iter: BatchIterator, prompt_init: prompt_lib.Initializer,
           evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None, name: str = "train",
@@ -269,11 +292,8 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
       if verbose:
         print(f"[{name}] resumed from checkpoint at step {start_step}", flush=True)
 
-    step_fn = jax.jit(
-        make_train_step(model, optimizer, cfg, tune),
-        in_shardings=(trainable_shardings, opt_shardings, frozen_shardings, sharding.batch_sharding(mesh), repl),
-        out_shardings=(trainable_shardings, opt_shardings, repl),
-        donate_argnums=(0, 1))
+    step_fn = _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_shardings,
+                           frozen_shardings)
 
     writer = metric_writers.create_default_writer(
         str(workdir_path / "tensorboard"), just_logging=not is_writer, asynchronous=False)

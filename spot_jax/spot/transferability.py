@@ -98,6 +98,8 @@ def similarity_matrix(keys: Mapping[str, np.ndarray], measure: str) -> tuple[lis
 
 def correlation(similarities: Sequence[float], transfers: Sequence[float]) -> dict[str, float]:
   """Pearson and Spearman correlation (with p-values) between similarity and transfer."""
+  if np.ptp(similarities) == 0 or np.ptp(transfers) == 0:
+    return {}  # undefined for constant inputs (e.g. no transfer effect at all)
   r, p = scipy.stats.pearsonr(similarities, transfers)
   rho, p_rho = scipy.stats.spearmanr(similarities, transfers)
   return {"pearson_r": float(r), "pearson_p": float(p), "spearman_rho": float(rho), "spearman_p": float(p_rho)}
@@ -141,7 +143,7 @@ def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], 
         ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
   fig.colorbar(image, ax=ax, label=value_label)
   ax.set_title(title)
-  fig.tight_layout()
+  fig.set_layout_engine("constrained")
   fig.savefig(path_stem + ".png", dpi=120)
   plt.close(fig)
   return path_stem + ".png", path_stem + ".csv"

@@ -1,0 +1,60 @@
+"""The fields every experiment config has, with the papers' defaults.
+
+Why: experiment files in `experiments/` should read like a row of a paper's table (task, model size,
+prompt length, steps), so the shared structure and defaults live here once. Each section maps to
+one part of the pipeline: model (frozen backbone), data (lengths, eval), train (the trainer),
+prompt_init, library, retrieval, grid.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from spot_jax import train
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = ""  # task or mixture to train on (see `spot_jax.data.tasks.list_tasks()`)
+  c.eval_task = ""  # task whose validation score picks the best prompt (default: `task` when it is a task)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.hf_path = ""  # local Hugging Face T5 directory (T5 1.1 LM-adapted for SPoT)
+  c.model.vocab_path = ""  # SentencePiece .model of that T5
+  c.model.dtype = "float32"  # activations; "bfloat16" on TPU
+  c.model.dropout_rate = 0.1  # frozen model's dropout during prompt tuning (T5 default)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.input_length = 512
+  c.data.target_length = 16
+  c.data.data_dir = ""  # TFDS / local-file data directory ("" = TFDS default)
+  c.data.eval_max_examples = 0  # 0 = the whole validation split
+  c.data.eval_batch_size = 64
+
+  c.train = train.default_config()
+
+  c.prompt_init = ml_collections.ConfigDict()
+  c.prompt_init.kind = "sampled_vocab"  # random_uniform | sampled_vocab | class_labels | npy | checkpoint | library
+  c.prompt_init.scale = 0.5
+  c.prompt_init.population = 5000
+  c.prompt_init.path = ""  # npy file or run directory
+  c.prompt_init.which = "best"
+  c.prompt_init.library = ""
+  c.prompt_init.source = ""
+
+  c.library = ml_collections.ConfigDict()
+  c.library.path = ""
+  c.library.sources = ()
+
+  c.retrieval = ml_collections.ConfigDict()
+  c.retrieval.measures = ("average_tokens_cosine", "per_token_cosine")
+  c.retrieval.measure = "average_tokens_cosine"  # the one used to pick sources
+  c.retrieval.strategy = "best_of_top_k"  # best_of_top_k | weighted_average | mixture
+  c.retrieval.k = 1
+  c.retrieval.targets = ()
+
+  c.grid = ml_collections.ConfigDict()
+  c.grid.sources = ()
+  c.grid.targets = ()
+  c.grid.seeds = (0,)
+  return c

@@ -1,0 +1,287 @@
+"""Jobs: thin compositions of config -> task -> pipeline -> trainer -> library -> retrieval.
+
+Why: every user-facing command (train, eval, library build, retrieve, transfer, grid, quickstart)
+is a few lines over these functions; none has its own loop — all training goes through
+`spot_jax.train`. Configs are ml_collections ConfigDicts from `experiments/` (see
+`experiments/common.py` for the fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from spot_jax import decoding, train
+from spot_jax.checkpoints import hf
+from spot_jax.checkpoints import prompts as prompt_io
+from spot_jax.data import pipeline, tasks as tasks_lib, vocab as vocab_lib
+from spot_jax.models import prompt as prompt_lib
+from spot_jax.models import t5
+from spot_jax.spot import library as library_lib
+from spot_jax.spot import retrieval
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """The frozen model a job runs on, with its fingerprint (what a library entry is tied to)."""
+
+  config: t5.T5Config
+  params: Any
+  fingerprint: str
+
+
+def load_backbone(model: ml_collections.ConfigDict) -> Backbone:
+  """`model.hf_path` (a Hugging Face T5 directory) -> frozen params, with runtime options applied."""
+  if not model.get("hf_path"):
+    raise ValueError("config.model.hf_path is empty: point it at a local Hugging Face T5 directory "
+                     "(config.json + model.safetensors), e.g. --config.model.hf_path=/path/to/t5-base-lm-adapt.")
+  cfg, params = hf.load_hf_t5(model.hf_path, dtype=model.get("dtype", "float32"),
+                              dropout_rate=model.get("dropout_rate", 0.1))
+  return Backbone(cfg, params, library_lib.model_fingerprint(cfg, params))
+
+
+def load_vocab(model: ml_collections.ConfigDict) -> vocab_lib.SentencePieceVocab:
+  if not model.get("vocab_path"):
+    raise ValueError("config.model.vocab_path is empty: point it at the SentencePiece .model of the backbone.")
+  return vocab_lib.SentencePieceVocab(model.vocab_path)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def make_evaluator(task_name: str, vocab: vocab_lib.SentencePieceVocab, backbone: Backbone,
+                   data: ml_collections.ConfigDict) -> Callable[[np.ndarray], dict[str, float]]:
+  """-> evaluate(prompt) -> metrics incl. 'score', on the task's validation split.
+
+  Classification tasks (with label words) use rank classification; the rest greedy decoding.
+  """
+  task = tasks_lib.get_task(task_name)
+  examples = pipeline.load_eval_examples(task_name, vocab, input_length=data.input_length,
+                                         max_examples=data.get("eval_max_examples") or None,
+                                         data_dir=data.get("data_dir") or None)
+  tokens = pipeline.pad_batch([e["encoder_input_tokens"] for e in examples], data.input_length)
+  model = t5.T5(backbone.config)
+  batch_size = data.get("eval_batch_size", 64)
+  label_ids = [vocab.encode(w) for w in task.label_words] if task.label_words else None
+
+  def evaluate(prompt: np.ndarray) -> dict[str, float]:
+    predictions: list[str] = []
+    for start in range(0, len(tokens), batch_size):
+      chunk = _pad_rows(tokens[start:start + batch_size], batch_size)
+      count = min(batch_size, len(tokens) - start)
+      if label_ids is not None:
+        best, _ = decoding.rank_classification(model, backbone.params, chunk, label_ids, prefix_embeddings=prompt)
+        predictions += [task.label_words[i] for i in np.asarray(best)[:count]]
+      else:
+        out = decoding.greedy_decode(model, backbone.params, chunk, max_decode_length=data.target_length,
+                                     prefix_embeddings=prompt)
+        predictions += [vocab.decode([int(t) for t in row]) for row in np.asarray(out)[:count]]
+    return task.evaluate(examples, predictions)
+
+  return evaluate
+
+
+def _pad_rows(tokens: np.ndarray, rows: int) -> np.ndarray:
+  """Pads a batch to a fixed row count (one compiled shape; padded rows are dropped after)."""
+  if len(tokens) == rows:
+    return tokens
+  return np.concatenate([tokens, np.zeros((rows - len(tokens),) + tokens.shape[1:], tokens.dtype)])
+
+
+# ----------------------------------------------------------------------------- prompt init
+
+
+def make_prompt_init(init: ml_collections.ConfigDict, backbone: Backbone, vocab: vocab_lib.SentencePieceVocab,
+                     task_name: Optional[str] = None) -> prompt_lib.Initializer:
+  """config.prompt_init -> an initializer. kind: random_uniform | sampled_vocab | class_labels | npy |
+  checkpoint | library (source prompt of `init.source` in library `init.library`)."""
+  kind = init.kind
+  embedding = backbone.params["token_embedder"]
+  if kind == "random_uniform":
+    return prompt_lib.random_uniform(init.get("scale", 0.5))
+  if kind == "sampled_vocab":
+    return prompt_lib.sampled_vocab(embedding, init.get("population", 5000))
+  if kind == "class_labels":
+    words = tasks_lib.get_task(task_name).label_words or ()
+    return prompt_lib.class_labels(embedding, [vocab.encode(w) for w in words], init.get("population", 5000))
+  if kind == "npy":
+    return prompt_lib.from_npy(init.path)
+  if kind == "checkpoint":
+    return prompt_lib.from_checkpoint(init.path, init.get("which", "best"))
+  if kind == "library":
+    library = library_lib.PromptLibrary(init.library, model_fingerprint=backbone.fingerprint)
+    return prompt_lib.from_array(library.get(init.source).value)
+  raise ValueError(f"Unknown prompt_init.kind {kind!r}; choose random_uniform, sampled_vocab, class_labels, "
+                   "npy, checkpoint or library.")
+
+
+# ----------------------------------------------------------------------------- training jobs
+
+
+def train_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                 vocab: vocab_lib.SentencePieceVocab, task_name: str,
+                 prompt_init: Optional[prompt_lib.Initializer] = None, evaluate_on: Optional[str] = None,
+                 name: Optional[str] = None, verbose: bool = True) -> train.TrainResult:
+  """Prompt tuning of one prompt on a task or mixture (source or target) through the trainer."""
+  trainer_cfg = config.train
+  data = config.data
+  process_count = jax.process_count()
+  if trainer_cfg.batch_size % process_count:
+    raise ValueError(f"train.batch_size {trainer_cfg.batch_size} must be divisible by the {process_count} processes.")
+  iterator = pipeline.make_train_iterator(
+      task_name, vocab, batch_size=trainer_cfg.batch_size // process_count, input_length=data.input_length,
+      target_length=data.target_length, seed=trainer_cfg.seed, process_index=jax.process_index(),
+      process_count=process_count, data_dir=data.get("data_dir") or None)
+  eval_task = evaluate_on or (task_name if task_name in tasks_lib.list_tasks() else None)
+  evaluate = make_evaluator(eval_task, vocab, backbone, data) if eval_task and trainer_cfg.eval_every else None
+  init = prompt_init or make_prompt_init(config.prompt_init, backbone, vocab, eval_task)
+  try:
+    return train.train(trainer_cfg, workdir, model_config=backbone.config, frozen_params=backbone.params,
+                       train_iter=iterator, prompt_init=init, evaluate=evaluate, name=name or task_name,
+                       verbose=verbose)
+  finally:
+    iterator.close()
+
+
+def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workdir: str, backbone: Backbone,
+                       result: train.TrainResult, replace: bool = False) -> None:
+  """Library entry from a finished run: key = its embedding prompt, value = its best prompt."""
+  best = prompt_io.load_named_metadata(workdir, "best")
+  embedding = prompt_io.load_named_metadata(workdir, "embedding")
+  if embedding is None:
+    raise ValueError(f"Run {workdir} has no task embedding prompt: train with train.embedding_step > 0.")
+  value_name = "best" if best is not None else "final"
+  library.add(task_name, prompt_io.load_prompt(workdir, "embedding"), prompt_io.load_prompt(workdir, value_name),
+              {"validation_score": best["score"] if best else None, "best_step": best["step"] if best else None,
+               "embedding_step": embedding["step"], "train_steps": result.step, "run": os.path.abspath(workdir)},
+              model_fingerprint=backbone.fingerprint, replace=replace)
+
+
+def build_library(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                  vocab: vocab_lib.SentencePieceVocab, sources: Sequence[str], library_path: str,
+                  verbose: bool = True) -> library_lib.PromptLibrary:
+  """One prompt per source task; skips sources already in the library (so an interrupted build resumes)."""
+  library = library_lib.PromptLibrary(library_path, model_fingerprint=backbone.fingerprint,
+                                      prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
+  for i, source in enumerate(sources):
+    if source in library:
+      continue
+    if verbose:
+      print(f"[library] source {i + 1}/{len(sources)}: {source}", flush=True)
+    run_dir = os.path.join(workdir, "sources", source)
+    result = train_prompt(config, run_dir, backbone=backbone, vocab=vocab, task_name=source, verbose=verbose)
+    add_run_to_library(library, source, run_dir, backbone, result)
+  return library
+
+
+def target_embedding(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                     vocab: vocab_lib.SentencePieceVocab, task_name: str) -> np.ndarray:
+  """A new task's embedding: prompt tuning on it for `train.embedding_step` steps (SPoT)."""
+  short = ml_collections.ConfigDict(config.to_dict())
+  short.train.num_train_steps = config.train.embedding_step
+  short.train.eval_every = 0
+  train_prompt(short, workdir, backbone=backbone, vocab=vocab, task_name=task_name, verbose=False)
+  return prompt_io.load_prompt(workdir, "embedding")
+
+
+def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray, measures: Sequence[str],
+                 exclude: Sequence[str] = ()) -> dict[str, list[retrieval.Ranked]]:
+  keys = library.keys()
+  return {m: retrieval.rank_sources(target_key, keys, m, exclude=exclude) for m in measures}
+
+
+def write_json(path: str, data: Any) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(data, f, indent=2, sort_keys=True, default=float)
+  os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- target runs and the grid
+
+
+@dataclasses.dataclass
+class TargetRuns:
+  """Best validation scores of target runs, keyed (method, target, seed); methods are 'baseline',
+  'from_<source>' and any extra names. `keys` holds the targets' task embeddings per (target, seed)."""
+
+  scores: dict = dataclasses.field(default_factory=dict)
+  keys: dict = dataclasses.field(default_factory=dict)
+
+
+def train_target(config: ml_collections.ConfigDict, workdir: str, runs: TargetRuns, *, backbone: Backbone,
+                 vocab: vocab_lib.SentencePieceVocab, target: str, seed: int, method: str,
+                 init: prompt_lib.Initializer, keep_embedding: bool = False, verbose: bool = False) -> float:
+  """One target prompt-tuning run (`<workdir>/targets/<target>/seed<seed>/<method>`); records its score."""
+  cfg = ml_collections.ConfigDict(config.to_dict())
+  cfg.train.seed = seed
+  if not keep_embedding:
+    cfg.train.embedding_step = 0
+  run_dir = os.path.join(workdir, "targets", target, f"seed{seed}", method)
+  result = train_prompt(cfg, run_dir, backbone=backbone, vocab=vocab, task_name=target, prompt_init=init,
+                        name=f"{target}/{method}/seed{seed}", verbose=verbose)
+  runs.scores[(method, target, seed)] = result.best_score
+  if keep_embedding:
+    runs.keys[(target, seed)] = prompt_io.load_prompt(run_dir, "embedding")
+  return result.best_score
+
+
+def transfer_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                  vocab: vocab_lib.SentencePieceVocab, library: library_lib.PromptLibrary, sources: Sequence[str],
+                  targets: Sequence[str], seeds: Sequence[int], runs: Optional[TargetRuns] = None,
+                  verbose: bool = False) -> TargetRuns:
+  """For every target and seed: the baseline (config.prompt_init; its early prompt is the target's
+  task embedding) and one run initialised from each source prompt of the library."""
+  runs = runs or TargetRuns()
+  for seed in seeds:
+    for target in targets:
+      init = make_prompt_init(config.prompt_init, backbone, vocab, target)
+      train_target(config, workdir, runs, backbone=backbone, vocab=vocab, target=target, seed=seed,
+                   method="baseline", init=init, keep_embedding=True, verbose=verbose)
+      for source in sources:
+        train_target(config, workdir, runs, backbone=backbone, vocab=vocab, target=target, seed=seed,
+                     method=f"from_{source}", init=prompt_lib.from_array(library.get(source).value), verbose=verbose)
+      if verbose:
+        print(f"[grid] {target} seed {seed}: baseline {runs.scores[('baseline', target, seed)]:.2f}", flush=True)
+  return runs
+
+
+def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+             vocab: vocab_lib.SentencePieceVocab) -> dict[str, Any]:
+  """`spot-jax grid`: the sources x targets transferability grid with its CSV, heatmap and correlation."""
+  from spot_jax.spot import transferability as tr
+  library = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint)
+  sources = list(config.grid.sources) or library.names()
+  targets, seeds = list(config.grid.targets), list(config.grid.seeds)
+  if not targets:
+    raise ValueError("config.grid.targets is empty: name the target tasks of the grid.")
+  runs = transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
+                       targets=targets, seeds=seeds, verbose=True)
+  mean = lambda method, t: float(np.mean([runs.scores[(method, t, s)] for s in seeds]))
+  baselines = {t: mean("baseline", t) for t in targets}
+  transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
+  out = os.path.join(workdir, "results")
+  rer = tr.rer_matrix(transfer, baselines, sources, targets)
+  tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets, "relative error reduction", "RER")
+  tr.save_heatmap(os.path.join(out, "transfer_scores"), np.array([[transfer[(s, t)] for t in targets] for s in sources]),
+                  sources, targets, "target score after transfer", "score")
+  measure = config.retrieval.measure
+  points = [(s, t, retrieval.similarity(runs.keys[(t, seeds[0])], library.get(s).key, measure),
+             tr.relative_error_reduction(transfer[(s, t)], baselines[t])) for s in sources for t in targets]
+  stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
+  rankings = {t: retrieval.rank_sources(runs.keys[(t, seeds[0])], {s: library.get(s).key for s in sources}, measure)
+              for t in targets}
+  rows = tr.retrieval_table(baselines, transfer, rankings, ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
+  tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows)
+  print(tr.format_table(rows))
+  print(f"similarity vs transfer: {stats}; files in {out}")
+  write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in runs.scores.items()})
+  return {"rows": rows, "correlation": stats, "runs": runs}
