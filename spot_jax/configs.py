@@ -58,3 +58,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.grid.targets = ()
   c.grid.seeds = (0,)
   return c
+
+
+def parse_arg(arg: str | None, **defaults: str) -> dict[str, str]:
+  """'task=rte,size=base' -> {'task': 'rte', 'size': 'base'} over `defaults`; unknown keys are an error."""
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise ValueError(f"Config argument {item!r} is not key=value (e.g. ':task=rte,size=base').")
+    if key not in defaults:
+      raise ValueError(f"Unknown config argument {key!r}; this experiment takes {sorted(defaults)}.")
+    values[key] = value
+  return values
+
+
+def set_backbone(c: ml_collections.ConfigDict, size: str, hf_path: str = "") -> None:
+  """T5 1.1 LM-adapted of `size`: a Hugging Face directory (which also holds spiece.model)."""
+  c.model.hf_path = hf_path or f"checkpoints/t5-{size}-lm-adapt"
+  c.model.vocab_path = f"{c.model.hf_path}/spiece.model"
+  c.model.dtype = "float32" if size in ("small", "base") else "bfloat16"

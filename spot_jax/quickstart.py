@@ -85,97 +85,112 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   _log(start, f"synthetic tasks built, SentencePiece vocab of {vocab.vocab_size} pieces")
 
   backbone = prepare_backbone(config, workdir, vocab)
-  for task_name in synthetic.PRETRAIN_TASKS[:2] if config.report_backbone else ():
-    score = jobs.make_evaluator(task_name, vocab, backbone, config.data)(np.zeros((0, backbone.config.d_model)))
-    _log(start, f"backbone on {task_name} (no prompt): score {score['score']:.1f}")
-  _log(start, f"frozen backbone ready: {backbone.config.d_model}-d, fingerprint {backbone.fingerprint}")
+  if config.report_backbone:
+    no_prompt = np.zeros((0, backbone.config.d_model), np.float32)
+    known = {t.replace("synth_", ""): jobs.make_evaluator(t, vocab, backbone, config.data)(no_prompt)["score"]
+             for t in synthetic.PRETRAIN_TASKS}
+    _log(start, "backbone on its base tasks (no prompt): " + ", ".join(f"{k} {v:.0f}" for k, v in known.items()))
+  _log(start, f"frozen backbone ready: d_model {backbone.config.d_model}, fingerprint {backbone.fingerprint}")
 
-  sources, targets = list(config.sources), list(config.targets)
-  library = jobs.build_library(config, workdir, backbone=backbone, vocab=vocab, sources=sources,
+  # (b) the library: one prompt per source task.
+  sources, targets, seeds = list(config.sources), list(config.targets), list(config.seeds)
+  source_cfg = ml_collections.ConfigDict(config.to_dict())
+  source_cfg.train.update(dict(num_train_steps=config.source_steps, checkpoint_every=config.source_steps,
+                               eval_every=config.source_steps // 4, log_every=config.source_steps // 4))
+  library = jobs.build_library(source_cfg, workdir, backbone=backbone, vocab=vocab, sources=sources,
                                library_path=os.path.join(workdir, "library"), verbose=config.verbose)
   _log(start, f"library: {len(library)} source prompts")
 
-  # (c) targets: baseline (random init; its early prompt = the task embedding) + transfer from every source.
+  # (c) targets. First seed: the full grid (baseline with random init, whose early prompt is the task
+  # embedding, + transfer from every source). Every seed: vocab init, retrieved top-1, oracle source
+  # (the grid's best), top-k weighted average.
   grid_cfg = ml_collections.ConfigDict(config.to_dict())
   grid_cfg.prompt_init.kind = "random_uniform"
   runs = jobs.transfer_grid(grid_cfg, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
-                            targets=targets, seeds=config.seeds, verbose=config.verbose)
-  _log(start, f"transfer grid done: {len(runs.scores)} target runs")
+                            targets=targets, seeds=seeds[:1], verbose=config.verbose)
+  _log(start, f"transfer grid ({len(sources)} sources x {len(targets)} targets, seed {seeds[0]}) done")
   values = {name: library.get(name).value for name in library.names()}
   rankings: dict[tuple[str, int], dict[str, list[retrieval.Ranked]]] = {}
-  for seed, target in itertools.product(config.seeds, targets):
+  oracle_source = {t: max(sources, key=lambda s: runs.scores[(f"from_{s}", t, seeds[0])]) for t in targets}
+  for seed, target in itertools.product(seeds, targets):
+    common = dict(backbone=backbone, vocab=vocab, target=target, seed=seed, verbose=config.verbose)
+    if seed != seeds[0]:
+      jobs.train_target(grid_cfg, workdir, runs, method="baseline", init=prompt_lib.random_uniform(),
+                        keep_embedding=True, **common)
     rankings[(target, seed)] = jobs.rank_library(library, runs.keys[(target, seed)], config.retrieval.measures)
     ranking = rankings[(target, seed)][config.retrieval.measure]
+    for source in {ranking[0].task, oracle_source[target]}:
+      if (f"from_{source}", target, seed) not in runs.scores:
+        jobs.train_target(config, workdir, runs, method=f"from_{source}",
+                          init=prompt_lib.from_array(values[source]), **common)
     weights = retrieval.weighted_average_weights(ranking, config.retrieval.k_average)
-    common = dict(backbone=backbone, vocab=vocab, target=target, seed=seed, verbose=config.verbose)
     jobs.train_target(config, workdir, runs, method="weighted_average",
                       init=prompt_lib.from_array(retrieval.weighted_average_prompt(values, weights)), **common)
     jobs.train_target(config, workdir, runs, method="vocab_init",
                       init=prompt_lib.sampled_vocab(backbone.params["token_embedder"]), **common)
-    scores = runs.scores
-    best = max(sources, key=lambda s: scores[(f"from_{s}", target, seed)])
-    _log(start, f"{target} seed {seed}: random {scores[('baseline', target, seed)]:.1f}, vocab "
-                f"{scores[('vocab_init', target, seed)]:.1f}, retrieved {ranking[0].task} "
-                f"{scores[(f'from_{ranking[0].task}', target, seed)]:.1f}, oracle {best} "
-                f"{scores[(f'from_{best}', target, seed)]:.1f}")
-  target_keys = {t: runs.keys[(t, config.seeds[0])] for t in targets}
-  return report(config, workdir, runs.scores, rankings, target_keys, library, start)
+    score = lambda method: runs.scores[(method, target, seed)]
+    _log(start, f"{target} seed {seed}: random init {score('baseline'):.1f}, vocab init {score('vocab_init'):.1f}, "
+                f"retrieved {ranking[0].task} {score(f'from_{ranking[0].task}'):.1f}, oracle "
+                f"{oracle_source[target]} {score(f'from_{oracle_source[target]}'):.1f}")
+  return report(config, workdir, runs, rankings, oracle_source, library, start)
 
 
-def report(config, workdir, scores, rankings, target_keys, library, start) -> dict[str, Any]:
-  """Seed-averaged table, per-target retrieval, figures. Scores are best validation scores (0-100)."""
+def report(config, workdir, runs, rankings, oracle_source, library, start) -> dict[str, Any]:
+  """The paper-style table (seed means), per-target retrieval, figures (PNG + CSV)."""
   sources, targets, seeds = list(config.sources), list(config.targets), list(config.seeds)
+  first, measure = seeds[0], config.retrieval.measure
   out = os.path.join(workdir, "results")
   os.makedirs(out, exist_ok=True)
-
-  def mean_over_seeds(method, target):
-    return float(np.mean([scores[(method, target, s)] for s in seeds]))
-
-  baselines = {t: mean_over_seeds("baseline", t) for t in targets}
-  transfer = {(s, t): mean_over_seeds(f"from_{s}", t) for s in sources for t in targets}
-  first = seeds[0]
-  ranking_by_target = {t: rankings[(t, first)][config.retrieval.measure] for t in targets}
-  per_seed_retrieved = {t: float(np.mean([scores[(f"from_{rankings[(t, s)][config.retrieval.measure][0].task}", t, s)]
-                                         for s in seeds])) for t in targets}
+  scores = runs.scores
+  mean = lambda method_of, t: float(np.mean([scores[(method_of(s), t, s)] for s in seeds]))
+  retrieved = lambda t: (lambda s: f"from_{rankings[(t, s)][measure][0].task}")
+  baselines = {t: mean(lambda s: "baseline", t) for t in targets}
+  grid = {(s, t): scores[(f"from_{s}", t, first)] for s in sources for t in targets}
+  grid_baselines = {t: scores[("baseline", t, first)] for t in targets}
   rows = tr.retrieval_table(
-      baselines, transfer, ranking_by_target, ks=[k for k in (1, 3, 6, 9, 12, 15) if k <= len(sources)],
-      extra={"prompt tuning, vocab init": {t: mean_over_seeds("vocab_init", t) for t in targets},
-             "SPoT retrieved (per seed)": per_seed_retrieved,
-             f"top-{config.retrieval.k_average} weighted average": {t: mean_over_seeds("weighted_average", t)
-                                                                     for t in targets}})
-  table = tr.format_table(rows)
-  tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows)
+      baselines, {(oracle_source[t], t): mean(lambda _: f"from_{oracle_source[t]}", t) for t in targets},
+      {t: rankings[(t, first)][measure] for t in targets}, ks=(),
+      extra={"prompt tuning, vocab init": {t: mean(lambda s: "vocab_init", t) for t in targets},
+             "SPoT: retrieved top-1": {t: mean(retrieved(t), t) for t in targets},
+             f"SPoT: top-{config.retrieval.k_average} weighted average": {t: mean(lambda s: "weighted_average", t)
+                                                                          for t in targets}})
+  grid_rows = tr.retrieval_table(grid_baselines, grid, {t: rankings[(t, first)][measure] for t in targets},
+                                 ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
+  tr.write_table_csv(os.path.join(out, "table_seed_mean.csv"), rows)
+  tr.write_table_csv(os.path.join(out, "table_grid_seed0.csv"), grid_rows)
   for t in targets:
     retrieval.write_ranking_csv(os.path.join(out, f"ranking_{t}.csv"), t, rankings[(t, first)])
-  rer = tr.rer_matrix(transfer, baselines, sources, targets)
-  tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets,
-                  "relative error reduction (seed mean)", "RER")
-  keys = {**library.keys(), **{f"{t} (target)": k for t, k in target_keys.items()}}
-  tr.save_clustered_similarity(os.path.join(out, "task_similarity"), keys, config.retrieval.measure)
-  points = [(s, t, retrieval.similarity(target_keys[t], library.get(s).key, config.retrieval.measure),
-             tr.relative_error_reduction(transfer[(s, t)], baselines[t])) for s in sources for t in targets]
+  tr.save_heatmap(os.path.join(out, "transfer_rer"), tr.rer_matrix(grid, grid_baselines, sources, targets),
+                  sources, targets, f"relative error reduction (seed {first})", "RER")
+  keys = {**library.keys(), **{f"{t} (target)": runs.keys[(t, first)] for t in targets}}
+  tr.save_clustered_similarity(os.path.join(out, "task_similarity"), keys, measure)
+  points = [(s, t, retrieval.similarity(runs.keys[(t, first)], library.get(s).key, measure),
+             tr.relative_error_reduction(grid[(s, t)], grid_baselines[t])) for s in sources for t in targets]
   stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
-  per_target = [f"  {t:<22} baseline {baselines[t]:5.1f}  retrieved {ranking_by_target[t][0].task:<22} "
-                f"{transfer[(ranking_by_target[t][0].task, t)]:5.1f}  oracle "
-                f"{max(transfer[(s, t)] for s in sources):5.1f}  same-family source ranked #"
-                f"{1 + [r.task for r in ranking_by_target[t]].index(_same_family_best(t, ranking_by_target[t]))}"
-                for t in targets]
+  lines = []
+  for t in targets:
+    ranking = rankings[(t, first)][measure]
+    family_rank = 1 + [r.task for r in ranking].index(_same_family_best(t, ranking))
+    lines.append(f"  {t:<22} top-3 {', '.join(f'{r.task} ({r.similarity:.2f})' for r in ranking[:3])}; "
+                 f"first same-family source at rank {family_rank}")
   elapsed = time.perf_counter() - start
   text = "\n".join([
-      "", f"SPoT quickstart: {len(sources)} source tasks, {len(targets)} held-out targets, seeds {seeds}",
-      f"(scores: best validation score over training, 0-100, averaged over seeds; baseline = random init)", "",
-      table, "", f"retrieval ({config.retrieval.measure}), seed {first}:", *per_target, "",
-      "similarity vs transfer: " + (f"Pearson r = {stats['pearson_r']:.2f} (p = {stats['pearson_p']:.2g}), "
-                                    f"Spearman rho = {stats['spearman_rho']:.2f}" if stats else "n/a"),
-      f"files: {out}/ (retrieval_table.csv, ranking_*.csv, transfer_rer.png/.csv, task_similarity.png/.csv, "
-      "similarity_vs_transfer.png/.csv)", f"wall time: {elapsed / 60:.1f} min", ""])
+      "", f"SPoT quickstart: {len(sources)} source prompts in the library, {len(targets)} held-out targets, seeds {seeds}",
+      "Scores: best validation accuracy / exact match during training (0-100), mean over seeds; "
+      "relative change = mean relative error reduction vs random-init prompt tuning.", "",
+      tr.format_table(rows), "",
+      f"From the seed-{first} transfer grid (every source -> every target):", tr.format_table(grid_rows), "",
+      f"Retrieval by task-embedding similarity ({measure}), seed {first}:", *lines, "",
+      "Similarity vs relative error reduction over the grid: " + (
+          f"Pearson r = {stats['pearson_r']:.2f} (p = {stats['pearson_p']:.2g}), Spearman rho = "
+          f"{stats['spearman_rho']:.2f}" if stats else "undefined (no variation)"),
+      f"Files: {out}/ (table_*.csv, ranking_*.csv, transfer_rer.png/.csv, task_similarity.png/.csv, "
+      "similarity_vs_transfer.png/.csv, scores.json)", f"Wall time: {elapsed / 60:.1f} min", ""])
   print(text, flush=True)
   with open(os.path.join(out, "summary.txt"), "w") as f:
     f.write(text)
-  jobs.write_json(os.path.join(out, "scores.json"),
-                  {"/".join(map(str, k)): v for k, v in scores.items()})
-  return {"rows": rows, "correlation": stats, "wall_time_s": elapsed, "baselines": baselines,
-          "transfer": transfer}
+  jobs.write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in scores.items()})
+  return {"rows": rows, "grid_rows": grid_rows, "correlation": stats, "wall_time_s": elapsed}
 
 
 def _same_family_best(target: str, ranking: list[retrieval.Ranked]) -> str:

@@ -93,9 +93,10 @@ def make_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def make_model_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adafactor as T5 fine-tuning uses it (factored second moments, parameter scaling off, lr from cfg)."""
+  """Adafactor as T5 (pre-)training uses it: factored second moments, updates scaled by each
+  parameter's RMS (t5x's default), lr from cfg."""
   return optax.adafactor(learning_rate=make_schedule(cfg), decay_rate=cfg.adafactor_decay_rate,
-                         clipping_threshold=cfg.clipping_threshold, multiply_by_parameter_scale=False)
+                         clipping_threshold=cfg.clipping_threshold, multiply_by_parameter_scale=True)
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:

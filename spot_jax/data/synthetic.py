@@ -4,10 +4,12 @@ Why this exists: the offline quickstart and the tests need tasks where *transfer
 by construction*, so that "a prompt from a related source helps more than one from an unrelated
 source" and "prompt similarity retrieves the related source" are checkable claims, not hopes.
 
-Design. A *family* is one underlying rule. Its tasks differ only in surface form: the template
-words around the payload, the payload separator, and the label words. Families come in pairs that
-share the payload type *and* the surface forms but not the rule, so every target task has an
-unrelated source that looks exactly like it (the hardest control):
+Design. A *family* is one underlying rule. Its tasks differ in surface form: the template words
+around the payload and the payload separator; within a family the label words are the base task's
+(a frozen decoder cannot be taught new output words by a prompt at toy scale — measured: prompt
+tuning on new label words stayed at chance on the 64-d backbone). Families come in pairs that
+share the payload type, template shapes *and* label words but not the rule, so every target task
+has an unrelated source that looks exactly like it (the hardest control):
 
   payload: 3-6 digits      sorted  is the list non-decreasing?        repeat  does a digit repeat?
   payload: two numbers     compare which number is larger?            odd     which number is odd?
@@ -15,16 +17,16 @@ unrelated source that looks exactly like it (the hardest control):
 
 Each family has 4 tasks (`synth_<family>_<variant>`):
   base     canonical wording, for training the tiny backbone (`PRETRAIN_TASKS`)
-  2 source new wordings and label words, for source prompts (`SOURCE_TASKS`)
-  1 target held-out wording and label words (`TARGET_TASKS`)
+  2 source new wordings, for source prompts (`SOURCE_TASKS`)
+  1 target held-out wording (`TARGET_TASKS`)
 Paired families' sources share template shapes and label words; only the rule word differs, e.g.
-  synth_sorted_rising  `rising : 1 3 3 8`          -> `true` / `false`
-  synth_repeat_twice   `twice : 4 1 7 1`           -> `true` / `false`
-  synth_sorted_order   `in order ? 1 , 3 , 3 , 8`  -> `ok` / `bad`
-  synth_sorted_climb   `does it climb 1 3 3 8`     -> `up` / `down`   (target)
+  synth_sorted_rising  `rising : 1 3 3 8`          -> `yes` / `no`
+  synth_repeat_twice   `twice : 4 1 7 1`           -> `yes` / `no`
+  synth_sorted_order   `in order ? 1 , 3 , 3 , 8`  -> `yes` / `no`
+  synth_sorted_climb   `does it climb 1 3 3 8`     -> `yes` / `no`   (target)
 Recommended protocol: train the backbone on `PRETRAIN_TASKS` (the rules, named by the canonical
 words), freeze it, then prompt-tune on sources and targets — their wordings are new to the model,
-so a prompt has to carry the rule, which is what makes related prompts similar and transferable.
+so a prompt has to select the rule, which is what makes related prompts similar and transferable.
 Negatives are hard where that matters: half of the unsorted lists are sorted lists with one
 adjacent swap. Labels are balanced. Validation payloads never occur in the task's train split.
 
@@ -82,18 +84,18 @@ def _family(family: str, base: tuple, sources: tuple, target: tuple) -> list[_Va
 VARIANTS: tuple[_Variant, ...] = tuple(
     # digit lists, yes/no rules
     _family("sorted", ("base", "sorted ? {p}", ("no", "yes")),
-            (("rising", "rising : {p}", ("false", "true")), ("order", "in order ? {p}", ("bad", "ok"), " , ")),
-            ("climb", "does it climb {p}", ("down", "up")))
+            (("rising", "rising : {p}", ("no", "yes")), ("order", "in order ? {p}", ("no", "yes"), " , ")),
+            ("climb", "does it climb {p}", ("no", "yes")))
     + _family("repeat", ("base", "repeat ? {p}", ("no", "yes")),
-              (("twice", "twice : {p}", ("false", "true")), ("dup", "any dup ? {p}", ("bad", "ok"), " , ")),
-              ("again", "seen again {p}", ("none", "match")))
+              (("twice", "twice : {p}", ("no", "yes")), ("dup", "any dup ? {p}", ("no", "yes"), " , ")),
+              ("again", "seen again {p}", ("no", "yes")))
     # two numbers, first/second rules
     + _family("compare", ("base", "larger : {p}", ("first", "second")),
-              (("bigger", "bigger : {p}", ("left", "right")), ("max", "max of {a} and {b} ?", ("a", "b"))),
-              ("greater", "which is greater {a} {b}", ("one", "two")))
+              (("bigger", "bigger : {p}", ("first", "second")), ("max", "max of {a} and {b} ?", ("first", "second"))),
+              ("greater", "which is greater {a} {b}", ("first", "second")))
     + _family("odd", ("base", "odd one : {p}", ("first", "second")),
-              (("pick", "pick odd : {p}", ("left", "right")), ("which", "odd of {a} and {b} ?", ("a", "b"))),
-              ("find", "find the odd {a} {b}", ("one", "two")))
+              (("pick", "pick odd : {p}", ("first", "second")), ("which", "odd of {a} and {b} ?", ("first", "second"))),
+              ("find", "find the odd {a} {b}", ("first", "second")))
     # word lists, generative rules
     + _family("reverse", ("base", "reverse : {p}", None),
               (("back", "backwards : {p}", None), ("mirror", "mirror [ {p} ]", None, " , ")),
@@ -209,8 +211,9 @@ class SpotSyntheticConfig(tfds.core.BuilderConfig):
 class SpotSynthetic(tfds.core.GeneratorBasedBuilder):
   """Synthetic SPoT task families (see the module docstring); generated locally, nothing downloaded."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Six families x (base, 2 sources, 1 target)."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Six families x (base, 2 sources, 1 target).",
+                   "1.1.0": "Label words shared within a family (prompts cannot teach new outputs at toy scale)."}
   BUILDER_CONFIGS = [
       SpotSyntheticConfig(name=v.config_name, description=f"{v.role} task of family {v.family!r}: {v.template}")
       for v in VARIANTS

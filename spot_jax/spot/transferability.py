@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -131,7 +132,7 @@ def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], 
   _write_csv(path_stem + ".csv", [""] + list(col_labels),
              [[r] + [f"{v:.6f}" for v in row] for r, row in zip(row_labels, matrix)])
   plt = _plt()
-  fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(col_labels), 1.0 + 0.45 * len(row_labels)))
+  fig, ax = plt.subplots(figsize=(max(6.0, 2.5 + 0.7 * len(col_labels)), max(4.0, 1.5 + 0.45 * len(row_labels))))
   finite = matrix[np.isfinite(matrix)]
   bound = float(np.abs(finite).max()) if finite.size else 1.0
   image = ax.imshow(matrix, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
@@ -143,7 +144,9 @@ def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], 
         ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
   fig.colorbar(image, ax=ax, label=value_label)
   ax.set_title(title)
-  fig.set_layout_engine("constrained")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # long task names: tight_layout does its best
+    fig.tight_layout()
   fig.savefig(path_stem + ".png", dpi=120)
   plt.close(fig)
   return path_stem + ".png", path_stem + ".csv"
