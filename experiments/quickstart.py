@@ -25,14 +25,14 @@ def get_config(arg=None):
   c.seeds = (0, 1)
 
   c.backbone = ml_collections.ConfigDict(dict(
-      preset="tiny", overrides=dict(d_model=64, d_ff=128, num_heads=4, d_kv=16), steps=2500, batch_size=32,
+      preset="tiny", overrides=dict(d_model=64, d_ff=128, num_heads=4, d_kv=16), steps=2000, batch_size=32,
       learning_rate=0.03, dropout_rate=0.0, log_every=500, seed=0))
 
   c.model.dropout_rate = 0.0  # frozen tiny backbone: no dropout while prompt tuning
   c.data.input_length = 32
   c.data.target_length = 8
-  c.data.eval_max_examples = 0  # the whole validation split (300)
-  c.data.eval_batch_size = 150
+  c.data.eval_max_examples = 200
+  c.data.eval_batch_size = 100
 
   # Target runs are short on purpose: SPoT's gain is a better start, visible within a small budget.
   c.train.prompt_length = 10
@@ -42,7 +42,7 @@ def get_config(arg=None):
   c.train.embedding_step = 20  # task embedding = the prompt after 20 steps
   c.train.log_every = 20
   c.train.checkpoint_every = 60
-  c.source_steps = 200  # source prompts (the library) train longer
+  c.source_steps = 150  # source prompts (the library) train longer
   c.train.keep_checkpoints = 1
   c.train.mesh_shape = (1, 1)
 

@@ -1,10 +1,14 @@
 """Batched inference on the frozen T5 (+ prompt): greedy decoding with the KV cache, rank classification.
 
 Why: evaluation drives best-prompt selection, the transfer grid and retrieval, so it runs many
-times per job. Greedy decoding encodes once and generates with the decoder's KV cache inside one
-`lax.fori_loop` (compiled once per shape). Classification tasks use rank classification instead:
-score every label word sequence by its log-likelihood and pick the best, which never produces an
-invalid label.
+times per job and must be cheap. Greedy decoding encodes once and generates with the decoder's KV
+cache inside one `lax.while_loop` (compiled once per shape, and it stops as soon as every row has
+emitted EOS). Classification tasks use rank classification instead: score every label's token
+sequence by its log-likelihood under teacher forcing and pick the best, which never produces an
+invalid label. Both take the soft prompt through `T5.encode`'s `prefix_embeddings` hook, so the
+prompt code and the model code stay apart.
+
+Token conventions are T5's: 0 is padding and the decoder's start token, 1 is EOS.
 """
 
 from __future__ import annotations
@@ -16,77 +20,173 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spot_jax.data.vocab import EOS_ID
+from spot_jax.data.vocab import EOS_ID, PAD_ID
 from spot_jax.models import t5
 
 Array = jax.Array
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_tokens(tokens: Any, what: str) -> jnp.ndarray:
+  tokens = jnp.asarray(tokens)
+  if tokens.ndim != 2:
+    raise ValueError(f"{what} must be int token ids [batch, length]; got shape {tuple(tokens.shape)}. "
+                     "Add a leading batch axis for a single example.")
+  if not jnp.issubdtype(tokens.dtype, jnp.integer):
+    raise ValueError(f"{what} must be integer token ids; got dtype {tokens.dtype}.")
+  return tokens.astype(jnp.int32)
+
+
+def _check_prefix(model: t5.T5, prefix: Optional[Any], batch: int) -> Optional[jnp.ndarray]:
+  """Prompt [P, d] or [B, P, d] -> float32 array, with errors that name the expected shape."""
+  if prefix is None:
+    return None
+  prefix = jnp.asarray(prefix, jnp.float32)
+  d_model = model.config.d_model
+  if prefix.ndim not in (2, 3) or prefix.shape[-1] != d_model:
+    raise ValueError(f"prefix_embeddings has shape {tuple(prefix.shape)}; expected [prompt_length, {d_model}] "
+                     f"or [batch, prompt_length, {d_model}] (d_model of this model is {d_model}).")
+  if prefix.ndim == 3 and prefix.shape[0] != batch:
+    raise ValueError(f"prefix_embeddings has {prefix.shape[0]} rows but the batch has {batch}; pass one "
+                     "prompt [P, d] for the whole batch or one per row [batch, P, d].")
+  return prefix
+
+
+# ----------------------------------------------------------------------------- greedy decoding
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_decode_length"))
 def _greedy(model: t5.T5, params: Any, tokens: Array, prefix: Optional[Array], max_decode_length: int) -> Array:
   batch = tokens.shape[0]
   encoded, mask = model.apply({"params": params}, tokens, prefix_embeddings=prefix, method=t5.T5.encode)
+  # The first decode=True call only creates the zeroed cache for `max_decode_length` positions
+  # (its logits are unused and compiled away).
   _, state = model.apply({"params": params}, encoded, mask, jnp.zeros((batch, max_decode_length), jnp.int32),
                          decode=True, mutable=["cache"], method=t5.T5.decode)
 
-  def step(i, carry):
-    cache, previous, out, done = carry
+  def cond(carry):
+    i, _, _, _, done = carry
+    return (i < max_decode_length) & ~jnp.all(done)
+
+  def body(carry):
+    i, cache, previous, out, done = carry
     logits, state = model.apply({"params": params, "cache": cache}, encoded, mask, previous[:, None],
                                 decode=True, mutable=["cache"], method=t5.T5.decode)
     token = jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32)
-    token = jnp.where(done, 0, token)
-    out = out.at[:, i].set(token)
-    return state["cache"], token, out, done | (token == EOS_ID)
+    token = jnp.where(done, PAD_ID, token)  # finished rows write padding
+    out = jax.lax.dynamic_update_slice(out, token[:, None], (0, i))
+    return i + 1, state["cache"], token, out, done | (token == EOS_ID)
 
-  init = (state["cache"], jnp.zeros((batch,), jnp.int32), jnp.zeros((batch, max_decode_length), jnp.int32),
-          jnp.zeros((batch,), bool))
-  return jax.lax.fori_loop(0, max_decode_length, step, init)[2]
+  init = (jnp.array(0, jnp.int32), state["cache"], jnp.full((batch,), PAD_ID, jnp.int32),
+          jnp.full((batch, max_decode_length), PAD_ID, jnp.int32), jnp.zeros((batch,), bool))
+  return jax.lax.while_loop(cond, body, init)[3]
 
 
 def greedy_decode(model: t5.T5, params: Any, encoder_input_tokens: Any, *, max_decode_length: int,
                   prefix_embeddings: Optional[Any] = None) -> np.ndarray:
-  """Tokens [B, S] (+ prompt [P, d] or [B, P, d]) -> generated ids [B, max_decode_length].
+  """Greedy generation: tokens [B, S] (+ prompt [P, d] or [B, P, d]) -> ids [B, max_decode_length].
 
-  Generation starts from id 0; a row stops at EOS (kept), later positions are 0.
+  Generation starts from id 0 (T5's decoder start). A row stops after it emits EOS (the EOS is
+  kept); its later positions are 0. The loop ends early once every row has stopped. Compiled once
+  per (model, shapes, max_decode_length); keep the batch shape fixed (pad the last batch) to reuse it.
   """
-  prefix = None if prefix_embeddings is None else jnp.asarray(prefix_embeddings, jnp.float32)
-  return np.asarray(_greedy(model, params, jnp.asarray(encoder_input_tokens, jnp.int32), prefix, max_decode_length))
+  if max_decode_length < 1:
+    raise ValueError(f"max_decode_length must be >= 1; got {max_decode_length}.")
+  tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
+  prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
+  return np.asarray(_greedy(model, params, tokens, prefix, int(max_decode_length)))
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _shift_right(targets: Array) -> Array:
+  """Decoder inputs for teacher forcing: [..., T] targets -> [0, t_0, ..., t_{T-2}]."""
+  return jnp.pad(targets, [(0, 0)] * (targets.ndim - 1) + [(1, 0)])[..., :-1]
+
+
+def _target_log_probs(model: t5.T5, params: Any, encoded: Array, mask: Array, targets: Array) -> Array:
+  """log p(target_t | target_<t, input) per position [B, T]; 0 where targets are padding."""
+  logits = model.apply({"params": params}, encoded, mask, _shift_right(targets), targets, method=t5.T5.decode)
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  token_ll = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  return jnp.where(targets > 0, token_ll, 0.0)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _label_scores(model: t5.T5, params: Any, tokens: Array, prefix: Optional[Array], targets: Array,
-                  weights: Array) -> Array:
-  """Summed log-likelihood of each label sequence: targets/weights [labels, T] -> [B, labels]."""
-  batch, num_labels = tokens.shape[0], targets.shape[0]
+def _token_log_likelihood(model: t5.T5, params: Any, tokens: Array, prefix: Optional[Array],
+                          targets: Array) -> Array:
   encoded, mask = model.apply({"params": params}, tokens, prefix_embeddings=prefix, method=t5.T5.encode)
-  decoder_inputs = jnp.pad(targets, ((0, 0), (1, 0)))[:, :-1]
+  return _target_log_probs(model, params, encoded, mask, targets)
 
-  def score_label(label_targets, label_inputs, label_weights):
-    tiled = lambda x: jnp.broadcast_to(x[None], (batch,) + x.shape)
-    logits = model.apply({"params": params}, encoded, mask, tiled(label_inputs), tiled(label_targets),
-                         method=t5.T5.decode)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    token_ll = jnp.take_along_axis(log_probs, tiled(label_targets)[..., None], axis=-1)[..., 0]
-    return jnp.sum(token_ll * label_weights[None], axis=-1)  # [B]
 
-  return jax.vmap(score_label, out_axes=1)(targets, decoder_inputs, weights)
+def token_log_likelihood(model: t5.T5, params: Any, encoder_input_tokens: Any, decoder_target_tokens: Any, *,
+                         prefix_embeddings: Optional[Any] = None) -> np.ndarray:
+  """Per-token log-likelihood of given targets (teacher forcing): [B, S], [B, T] -> [B, T].
+
+  Targets are as in training: ids ending with EOS, padded with 0; padded positions score 0, so
+  `.sum(-1)` is the sequence log-likelihood.
+  """
+  tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
+  targets = _check_tokens(decoder_target_tokens, "decoder_target_tokens")
+  if targets.shape[0] != tokens.shape[0]:
+    raise ValueError(f"decoder_target_tokens has {targets.shape[0]} rows but encoder_input_tokens has "
+                     f"{tokens.shape[0]}; they must pair up.")
+  prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
+  return np.asarray(_token_log_likelihood(model, params, tokens, prefix, targets))
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _label_scores(model: t5.T5, params: Any, tokens: Array, prefix: Optional[Array], targets: Array) -> Array:
+  """Summed log-likelihood of every label sequence: targets [labels, T] -> [B, labels].
+
+  The input is encoded once; the decoder runs once per label (vmapped) against that encoding.
+  """
+  batch = tokens.shape[0]
+  encoded, mask = model.apply({"params": params}, tokens, prefix_embeddings=prefix, method=t5.T5.encode)
+
+  def score_label(label_targets):  # [T] -> [B]
+    tiled = jnp.broadcast_to(label_targets[None], (batch,) + label_targets.shape)
+    return _target_log_probs(model, params, encoded, mask, tiled).sum(axis=-1)
+
+  return jax.vmap(score_label, out_axes=1)(targets)
+
+
+def label_targets(label_token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+  """Label ids (without EOS) -> padded decoder targets [labels, T] with EOS appended to each."""
+  if len(label_token_ids) == 0:
+    raise ValueError("rank_classification needs at least one label; got an empty label_token_ids.")
+  sequences = []
+  for i, ids in enumerate(label_token_ids):
+    ids = [int(t) for t in ids]
+    if not ids:
+      raise ValueError(f"Label {i} has no tokens. Every label word must encode to at least one id "
+                       "(check the task's label words against the vocabulary).")
+    if PAD_ID in ids or EOS_ID in ids:
+      raise ValueError(f"Label {i} ids {ids} contain padding ({PAD_ID}) or EOS ({EOS_ID}). Pass each label's "
+                       "ids without EOS (it is appended here), e.g. `vocab.encode(word)`.")
+    sequences.append(ids + [EOS_ID])
+  targets = np.zeros((len(sequences), max(len(s) for s in sequences)), np.int32)
+  for i, seq in enumerate(sequences):
+    targets[i, :len(seq)] = seq
+  return targets
 
 
 def rank_classification(model: t5.T5, params: Any, encoder_input_tokens: Any,
                         label_token_ids: Sequence[Sequence[int]], *, prefix_embeddings: Optional[Any] = None,
                         length_normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
-  """-> (best label index [B], scores [B, labels]); each label's ids without EOS (appended here)."""
-  if not label_token_ids:
-    raise ValueError("rank_classification needs at least one label.")
-  sequences = [list(ids) + [EOS_ID] for ids in label_token_ids]
-  length = max(len(s) for s in sequences)
-  targets = np.zeros((len(sequences), length), np.int32)
-  for i, seq in enumerate(sequences):
-    targets[i, :len(seq)] = seq
-  weights = (targets > 0).astype(np.float32)
-  prefix = None if prefix_embeddings is None else jnp.asarray(prefix_embeddings, jnp.float32)
-  scores = np.asarray(_label_scores(model, params, jnp.asarray(encoder_input_tokens, jnp.int32), prefix,
-                                    jnp.asarray(targets), jnp.asarray(weights)))
+  """Pick the most likely label for each row: tokens [B, S] -> (label index [B], scores [B, labels]).
+
+  Each label's ids are given WITHOUT EOS (EOS is appended here, as the targets were in training);
+  a label's score is the summed log-likelihood of its ids + EOS, or the mean per token with
+  `length_normalize=True` (fairer when label words have different lengths). Ties go to the lower index.
+  """
+  tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
+  prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
+  targets = label_targets(label_token_ids)
+  scores = np.asarray(_label_scores(model, params, tokens, prefix, jnp.asarray(targets)))
   if length_normalize:
-    scores = scores / weights.sum(axis=1)[None]
+    scores = scores / (targets > 0).sum(axis=1)[None].astype(np.float32)
   return scores.argmax(axis=1), scores

@@ -275,7 +275,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backb
                   sources, targets, "target score after transfer", "score")
   measure = config.retrieval.measure
   points = [(s, t, retrieval.similarity(runs.keys[(t, seeds[0])], library.get(s).key, measure),
-             tr.relative_error_reduction(transfer[(s, t)], baselines[t])) for s in sources for t in targets]
+             tr.rer_or_nan(transfer[(s, t)], baselines[t])) for s in sources for t in targets if baselines[t] < 100]
   stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
   rankings = {t: retrieval.rank_sources(runs.keys[(t, seeds[0])], {s: library.get(s).key for s in sources}, measure)
               for t in targets}

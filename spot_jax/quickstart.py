@@ -165,7 +165,8 @@ def report(config, workdir, runs, rankings, oracle_source, library, start) -> di
   keys = {**library.keys(), **{f"{t} (target)": runs.keys[(t, first)] for t in targets}}
   tr.save_clustered_similarity(os.path.join(out, "task_similarity"), keys, measure)
   points = [(s, t, retrieval.similarity(runs.keys[(t, first)], library.get(s).key, measure),
-             tr.relative_error_reduction(grid[(s, t)], grid_baselines[t])) for s in sources for t in targets]
+             tr.rer_or_nan(grid[(s, t)], grid_baselines[t])) for s in sources for t in targets
+            if grid_baselines[t] < 100]
   stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
   lines = []
   for t in targets:
@@ -177,7 +178,8 @@ def report(config, workdir, runs, rankings, oracle_source, library, start) -> di
   text = "\n".join([
       "", f"SPoT quickstart: {len(sources)} source prompts in the library, {len(targets)} held-out targets, seeds {seeds}",
       "Scores: best validation accuracy / exact match during training (0-100), mean over seeds; "
-      "relative change = mean relative error reduction vs random-init prompt tuning.", "",
+      "relative change = mean relative error reduction vs random-init prompt tuning (targets whose baseline "
+      "is already 100 are left out of it).", "",
       tr.format_table(rows), "",
       f"From the seed-{first} transfer grid (every source -> every target):", tr.format_table(grid_rows), "",
       f"Retrieval by task-embedding similarity ({measure}), seed {first}:", *lines, "",

@@ -99,3 +99,13 @@ def test_ranking_csv(tmp_path):
   with open(path) as f:
     assert list(csv.reader(f)) == [["target", "measure", "rank", "source", "similarity"],
                                    ["tgt", "per_token_cosine", "1", "a", "0.500000"]]
+
+
+def test_perfect_baseline_is_left_out_of_relative_change():
+  baselines = {"easy": 100.0, "hard": 60.0}
+  transfer = {("s", "easy"): 100.0, ("s", "hard"): 80.0}
+  rankings = {"easy": [retrieval.Ranked("s", 1.0)], "hard": [retrieval.Ranked("s", 1.0)]}
+  rows = {r.method: r for r in tr.retrieval_table(baselines, transfer, rankings, ks=(1,))}
+  assert rows["best of top-1"].relative_change == pytest.approx(50.0)  # only 'hard' counts
+  assert rows["best of top-1"].average_score == pytest.approx(90.0)
+  assert np.isnan(tr.rer_matrix(transfer, baselines, ["s"], ["easy", "hard"])[0, 0])

@@ -31,6 +31,11 @@ def relative_error_reduction(score: float, baseline: float) -> float:
   return (score - baseline) / (100.0 - baseline)
 
 
+def rer_or_nan(score: float, baseline: float) -> float:
+  """Relative error reduction, NaN where the baseline is already perfect (undefined there)."""
+  return float("nan") if baseline >= 100 else relative_error_reduction(score, baseline)
+
+
 def rer_matrix(transfer: Mapping[tuple[str, str], float], baselines: Mapping[str, float],
                sources: Sequence[str], targets: Sequence[str]) -> np.ndarray:
   """[sources, targets] relative error reductions (NaN where a cell was not run)."""
@@ -38,7 +43,7 @@ def rer_matrix(transfer: Mapping[tuple[str, str], float], baselines: Mapping[str
   for i, s in enumerate(sources):
     for j, t in enumerate(targets):
       if (s, t) in transfer:
-        out[i, j] = relative_error_reduction(transfer[(s, t)], baselines[t])
+        out[i, j] = rer_or_nan(transfer[(s, t)], baselines[t])
   return out
 
 
@@ -47,7 +52,8 @@ class TableRow:
   method: str
   average_score: float
   absolute_change: float  # average over targets of (score - baseline)
-  relative_change: float  # average over targets of relative error reduction, in %
+  relative_change: float  # average over targets of relative error reduction, in % (targets whose
+  # baseline is already 100 are left out: nothing to reduce; NaN if that is all of them)
 
 
 def _row(method: str, scores: Mapping[str, float], baselines: Mapping[str, float]) -> TableRow:
@@ -57,7 +63,12 @@ def _row(method: str, scores: Mapping[str, float], baselines: Mapping[str, float
     raise ValueError(f"Method {method!r} has no score for targets {missing}.")
   return TableRow(method, float(np.mean([scores[t] for t in targets])),
                   float(np.mean([scores[t] - baselines[t] for t in targets])),
-                  100.0 * float(np.mean([relative_error_reduction(scores[t], baselines[t]) for t in targets])))
+                  100.0 * _nanmean([rer_or_nan(scores[t], baselines[t]) for t in targets]))
+
+
+def _nanmean(values: Sequence[float]) -> float:
+  finite = [v for v in values if np.isfinite(v)]
+  return float(np.mean(finite)) if finite else float("nan")
 
 
 def retrieval_table(baselines: Mapping[str, float], transfer: Mapping[tuple[str, str], float],
