@@ -10,7 +10,7 @@ from spot_jax.data import tasks
 
 
 def get_config(arg=None):
-  a = configs.parse_arg(arg, size="base", hf_path="", library="runs/library/prompts", seeds="0,1,2", steps="30000")
+  a = configs.parse_arg(arg, size="base", hf_path="", library="runs/library/prompts", seeds="0:1:2", steps="30000")
   c = configs.base_config()
   configs.set_backbone(c, a["size"], a["hf_path"])
   c.library.path = a["library"]

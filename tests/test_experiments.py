@@ -1,0 +1,55 @@
+"""Every experiment config loads, and the custom-task example yields real tokenized examples."""
+
+import glob
+import importlib.util
+import json
+import os
+
+import pytest
+
+from spot_jax.data import pipeline, synthetic, tasks, vocab as vocab_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))))
+def test_config_loads_with_known_fields(path):
+  config = _load(path).get_config(None)
+  assert config.train.learning_rate > 0
+  if config.get("task"):
+    tasks.get_task(config.task) if config.task in tasks.list_tasks() else None
+
+
+def test_paper_defaults():
+  config = _load(os.path.join(ROOT, "experiments", "prompt_tuning.py")).get_config("task=rte,size=xxl")
+  assert (config.train.prompt_length, config.train.learning_rate, config.train.batch_size) == (100, 0.3, 32)
+  assert (config.train.adafactor_decay_rate, config.train.clipping_threshold) == (0.8, 1.0)
+  assert config.model.hf_path.endswith("t5-xxl-lm-adapt") and config.model.dtype == "bfloat16"
+  grid = _load(os.path.join(ROOT, "experiments", "transferability_grid.py")).get_config(None)
+  assert len(grid.grid.sources) == 16 and len(grid.grid.targets) == 10
+
+
+def test_custom_task_example_reads_local_files(tmp_path):
+  _load(os.path.join(ROOT, "experiments", "custom_task.py"))
+  directory = tmp_path / "my_sentiment"
+  directory.mkdir()
+  rows = [{"sentence": f"film number {i} was {'great' if i % 2 else 'dull'}", "label": i % 2} for i in range(20)]
+  for split in ("train", "validation"):
+    (directory / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+  model = vocab_lib.train_sentencepiece([r["sentence"] for r in rows] * 5 + ["negative positive sentence"] * 5,
+                                        str(tmp_path / "spm"), 40)
+  v = vocab_lib.SentencePieceVocab(model)
+  it = pipeline.make_train_iterator("my_sentiment", v, batch_size=4, input_length=16, target_length=12, seed=0,
+                                    data_dir=str(tmp_path))
+  batch = next(it)
+  it.close()
+  assert batch["encoder_input_tokens"].shape == (4, 16)
+  texts = {v.decode(list(t)) for t in batch["decoder_target_tokens"]}
+  assert texts <= {"negative", "positive"}
