@@ -431,7 +431,10 @@ def compute_metrics(metric_names: Sequence[str], targets: list, predictions: lis
     raise ValueError(f"Got {len(targets)} targets but {len(predictions)} predictions; they must pair up.")
   out: dict[str, float] = {}
   for m in metric_names:
-    out.update(_normalise_result(m, _metric_fn(_METRIC_SPECS[m])(targets, predictions)))
+    gold = targets
+    if m in ("squad", "record"):  # answer metrics take a list of gold answers per example
+      gold = [[t] if isinstance(t, str) else list(t) for t in targets]
+    out.update(_normalise_result(m, _metric_fn(_METRIC_SPECS[m])(gold, predictions)))
   return out
 
 
