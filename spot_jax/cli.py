@@ -35,13 +35,11 @@ def _config_and_workdir(workdir_required: bool = True) -> None:
 
 
 def _backbone_and_vocab(config):
+  """Points TFDS at config.data.data_dir (if set) and loads the frozen model and its vocabulary."""
   from spot_jax import jobs
-  return jobs.load_backbone(config.model), jobs.load_vocab(config.model)
-
-
-def _set_data_dir(config) -> None:
   if config.data.get("data_dir"):
     os.environ.setdefault("TFDS_DATA_DIR", config.data.data_dir)
+  return jobs.load_backbone(config.model), jobs.load_vocab(config.model)
 
 
 @command("train", "Prompt-tune one prompt (source or target) on config.task.")
@@ -52,7 +50,6 @@ def _train() -> None:
     del argv
     from spot_jax import jobs
     config = FLAGS.config
-    _set_data_dir(config)
     backbone, vocab = _backbone_and_vocab(config)
     result = jobs.train_prompt(config, FLAGS.workdir, backbone=backbone, vocab=vocab, task_name=config.task,
                                evaluate_on=config.get("eval_task") or None)
@@ -71,7 +68,6 @@ def _eval() -> None:
     import jax
     from spot_jax import jobs
     config = FLAGS.config
-    _set_data_dir(config)
     backbone, vocab = _backbone_and_vocab(config)
     init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
     prompt = init(jax.random.key(config.train.seed), (config.train.prompt_length, backbone.config.d_model))
@@ -110,7 +106,6 @@ def _library() -> None:
     if action in ("build", "add"):
       if config is None:
         raise app.UsageError(f"library {action} needs --config.")
-      _set_data_dir(config)
       backbone, vocab = _backbone_and_vocab(config)
       if action == "build":
         if not FLAGS.workdir:
@@ -120,10 +115,7 @@ def _library() -> None:
       else:
         lib = library_lib.PromptLibrary(path, model_fingerprint=backbone.fingerprint,
                                         prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
-        from spot_jax.checkpoints import prompts as prompt_io
-        meta = prompt_io.load_named_metadata(FLAGS.run, "final") or {}
-        jobs.add_run_to_library(lib, FLAGS.task, FLAGS.run, backbone,
-                                _FinishedRun(step=meta.get("step")), replace=FLAGS.replace)
+        jobs.add_run_to_library(lib, FLAGS.task, FLAGS.run, backbone, replace=FLAGS.replace)
       print(lib.describe())
       return
     lib = library_lib.PromptLibrary(path)
@@ -140,13 +132,6 @@ def _library() -> None:
   app.run(main)
 
 
-class _FinishedRun:
-  """The part of a TrainResult `add_run_to_library` reads, for runs finished in another process."""
-
-  def __init__(self, step):
-    self.step = step
-
-
 @command("retrieve", "Rank the library's sources for config.task and write the chosen init.")
 def _retrieve() -> None:
   _config_and_workdir()
@@ -158,7 +143,6 @@ def _retrieve() -> None:
     from spot_jax.checkpoints import prompts as prompt_io
     from spot_jax.spot import library as library_lib, retrieval
     config = FLAGS.config
-    _set_data_dir(config)
     backbone, vocab = _backbone_and_vocab(config)
     lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
                                     prompt_length=config.train.prompt_length)
@@ -195,7 +179,6 @@ def _grid() -> None:
     del argv
     from spot_jax import jobs
     config = FLAGS.config
-    _set_data_dir(config)
     backbone, vocab = _backbone_and_vocab(config)
     jobs.run_grid(config, FLAGS.workdir, backbone=backbone, vocab=vocab)
 

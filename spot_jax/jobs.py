@@ -9,7 +9,6 @@ is a few lines over these functions; none has its own loop — all training goes
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Callable, Optional, Sequence
@@ -151,16 +150,17 @@ def train_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: B
 
 
 def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workdir: str, backbone: Backbone,
-                       result: train.TrainResult, replace: bool = False) -> None:
+                       replace: bool = False) -> None:
   """Library entry from a finished run: key = its embedding prompt, value = its best prompt."""
   best = prompt_io.load_named_metadata(workdir, "best")
   embedding = prompt_io.load_named_metadata(workdir, "embedding")
+  final = prompt_io.load_named_metadata(workdir, "final") or {}
   if embedding is None:
     raise ValueError(f"Run {workdir} has no task embedding prompt: train with train.embedding_step > 0.")
   value_name = "best" if best is not None else "final"
   library.add(task_name, prompt_io.load_prompt(workdir, "embedding"), prompt_io.load_prompt(workdir, value_name),
               {"validation_score": best["score"] if best else None, "best_step": best["step"] if best else None,
-               "embedding_step": embedding["step"], "train_steps": result.step, "run": os.path.abspath(workdir)},
+               "embedding_step": embedding["step"], "train_steps": final.get("step"), "run": os.path.abspath(workdir)},
               model_fingerprint=backbone.fingerprint, replace=replace)
 
 
@@ -176,8 +176,8 @@ def build_library(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
     if verbose:
       print(f"[library] source {i + 1}/{len(sources)}: {source}", flush=True)
     run_dir = os.path.join(workdir, "sources", source)
-    result = train_prompt(config, run_dir, backbone=backbone, vocab=vocab, task_name=source, verbose=verbose)
-    add_run_to_library(library, source, run_dir, backbone, result)
+    train_prompt(config, run_dir, backbone=backbone, vocab=vocab, task_name=source, verbose=verbose)
+    add_run_to_library(library, source, run_dir, backbone)
   return library
 
 

@@ -27,11 +27,9 @@ import numpy as np
 
 from spot_jax import jobs, train
 from spot_jax.checkpoints import hf
-from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.data import pipeline, synthetic, tasks as tasks_lib, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
-from spot_jax.spot import library as library_lib
 from spot_jax.spot import retrieval, transferability as tr
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from spot_jax.data import pipeline, synthetic, tasks, vocab as vocab_lib
+from spot_jax.data import pipeline, tasks, vocab as vocab_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

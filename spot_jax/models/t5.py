@@ -399,8 +399,10 @@ class Encoder(nn.Module):
     bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions, positions)
     x = _dropout(cfg, enable_dropout, embedded)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    # Position bias and padding mask summed once ([B, H, L, L]) and shared by all layers.
+    bias = bias + _mask_bias(mask)
     x = _run_stack(EncoderLayer, cfg, cfg.num_encoder_layers, {"enable_dropout": enable_dropout},
-                   x, bias, _mask_bias(mask))
+                   x, bias, jnp.zeros((), jnp.float32))
     x = RMSNorm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype), name="encoder_norm")(x)
     return _dropout(cfg, enable_dropout, x)
 
