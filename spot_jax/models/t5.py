@@ -21,10 +21,8 @@ from typing import Any, Optional
 
 import flax.linen as nn
 import jax
-import jax.extend
 import jax.numpy as jnp
 import numpy as np
-from jax.interpreters import mlir
 
 Array = jax.Array
 NEG_INF = -1e10  # additive mask value (t5x); exp() of it underflows to exactly 0 in fp32.
@@ -173,42 +171,6 @@ class RelativePositionBias(nn.Module):
     return jnp.take(table, buckets, axis=1)[None]  # [1, heads, q, k]
 
 
-# ----------------------------------------------------------------------------- dropout
-
-
-def _threefry2x32(key1: Array, key2: Array, x1: Array, x2: Array) -> tuple[Array, Array]:
-  """Threefry-2x32 (20 rounds), exactly as `jax.random` computes it, written without a loop."""
-  ks = (key1, key2, key1 ^ key2 ^ np.uint32(0x1BD11BDA))
-  x1, x2 = x1 + ks[0], x2 + ks[1]
-  for i in range(5):
-    for r in ((13, 15, 26, 6), (17, 29, 16, 24))[i % 2]:
-      x1 = x1 + x2
-      x2 = x1 ^ (jax.lax.shift_left(x2, np.uint32(r)) | jax.lax.shift_right_logical(x2, np.uint32(32 - r)))
-    x1, x2 = x1 + ks[(i + 1) % 3], x2 + ks[(i + 2) % 3] + np.uint32(i + 1)
-  return x1, x2
-
-
-# On CPU, jax lowers threefry as a 5-step while loop (to compile faster) that copies its state every
-# step; dropout masks are then the largest cost of a prompt-tuning step on small models. The
-# unrolled form (what jax uses on GPU/TPU) fuses into one loop: same bits, ~5x faster.
-mlir.register_lowering(jax.extend.random.threefry2x32_p,
-                       mlir.lower_fun(_threefry2x32, multiple_results=True), platform="cpu")
-
-
-class Dropout(nn.Dropout):
-  """`nn.Dropout` (same masks) whose key is computed once, not inside the mask's fused loop.
-
-  Without the barrier XLA fuses the key derivation (several scalar threefry hashes: step, module
-  path) into the elementwise loop that makes the mask and redoes it for every element.
-  """
-
-  @nn.compact
-  def __call__(self, inputs: Array, deterministic: Optional[bool] = None, rng: Optional[Array] = None) -> Array:
-    if rng is None and self.rate > 0 and not nn.merge_param("deterministic", self.deterministic, deterministic):
-      rng = jax.lax.optimization_barrier(self.make_rng(self.rng_collection))
-    return super().__call__(inputs, deterministic, rng=rng)
-
-
 # ----------------------------------------------------------------------------- layers
 
 
@@ -284,7 +246,7 @@ class MultiHeadAttention(nn.Module):
     scores = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
     weights = jax.nn.softmax(scores + bias + mask_bias, axis=-1).astype(dtype)
     if self.enable_dropout and cfg.dropout_rate > 0:
-      weights = Dropout(cfg.dropout_rate)(weights, deterministic=False)
+      weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=False)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
     out = out.reshape(out.shape[:2] + (inner,))
     return Dense(cfg.d_model, ("joined_kv", "embed"), inner**-0.5, dtype, name="out")(out)
@@ -309,13 +271,13 @@ class MlpBlock(nn.Module):
       hidden = nn.relu(Dense(cfg.d_ff, ("embed", "mlp"), wi_std, dtype, name="wi")(x))
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
     if self.enable_dropout and cfg.dropout_rate > 0:
-      hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=False)
+      hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=False)
     return Dense(cfg.d_model, ("mlp", "embed"), cfg.d_ff**-0.5, dtype, name="wo")(hidden)
 
 
 def _dropout(cfg: T5Config, enable: bool, x: Array) -> Array:
   if enable and cfg.dropout_rate > 0:
-    return Dropout(cfg.dropout_rate)(x, deterministic=False)
+    return nn.Dropout(cfg.dropout_rate)(x, deterministic=False)
   return x
 
 
@@ -399,10 +361,8 @@ class Encoder(nn.Module):
     bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions, positions)
     x = _dropout(cfg, enable_dropout, embedded)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-    # Position bias and padding mask summed once ([B, H, L, L]) and shared by all layers.
-    bias = bias + _mask_bias(mask)
     x = _run_stack(EncoderLayer, cfg, cfg.num_encoder_layers, {"enable_dropout": enable_dropout},
-                   x, bias, jnp.zeros((), jnp.float32))
+                   x, bias, _mask_bias(mask))
     x = RMSNorm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype), name="encoder_norm")(x)
     return _dropout(cfg, enable_dropout, x)
 
