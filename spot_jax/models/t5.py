@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -171,6 +172,68 @@ class RelativePositionBias(nn.Module):
     return jnp.take(table, buckets, axis=1)[None]  # [1, heads, q, k]
 
 
+# ----------------------------------------------------------------------------- dropout
+
+
+def _threefry2x32(key1: Array, key2: Array, x1: Array, x2: Array) -> tuple[Array, Array]:
+  """Threefry-2x32 (20 rounds), exactly as `jax.random` computes it, written without a loop."""
+  ks = (key1, key2, key1 ^ key2 ^ np.uint32(0x1BD11BDA))
+  x1, x2 = x1 + ks[0], x2 + ks[1]
+  for i in range(5):
+    for r in ((13, 15, 26, 6), (17, 29, 16, 24))[i % 2]:
+      x1 = x1 + x2
+      x2 = x1 ^ (jax.lax.shift_left(x2, np.uint32(r)) | jax.lax.shift_right_logical(x2, np.uint32(32 - r)))
+    x1, x2 = x1 + ks[(i + 1) % 3], x2 + ks[(i + 2) % 3] + np.uint32(i + 1)
+  return x1, x2
+
+
+def _uses_threefry(key: Array) -> bool:
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return "threefry" in str(jax.random.key_impl(key))
+  return key.shape == (2,) and key.dtype == jnp.uint32 and "threefry" in jax.config.jax_default_prng_impl
+
+
+def bernoulli_mask(key: Array, keep_prob: float, shape: tuple[int, ...]) -> Array:
+  """`jax.random.bernoulli(key, keep_prob, shape)`, bit for bit, computed in one fused loop.
+
+  On CPU jax lowers threefry as a 5-step while loop (to compile faster) that copies its state every
+  step, which makes dropout masks the largest cost of a prompt-tuning step on small models. This is
+  the unrolled form jax itself uses on GPU/TPU, applied only here (no process-wide lowering change):
+  the counters are the flat element index (`jax_threefry_partitionable`, jax's default), the 32
+  random bits `b1 ^ b2`, the uniform the top 23 bits as a mantissa in [1, 2) minus 1.
+  """
+  data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+  strides = np.cumprod((1,) + tuple(reversed(shape[1:])))[::-1]
+  index = sum(jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
+              for axis, stride in enumerate(strides)) if shape else jnp.zeros((), jnp.uint32)
+  bits1, bits2 = _threefry2x32(data[0], data[1], jnp.zeros(shape, jnp.uint32), index)
+  mantissa = jax.lax.shift_right_logical(bits1 ^ bits2, np.uint32(9)) | np.uint32(0x3F800000)
+  uniform = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+  return uniform < keep_prob
+
+
+class Dropout(nn.Dropout):
+  """`nn.Dropout` with the same masks, made faster on CPU (see `bernoulli_mask`).
+
+  The key is derived once behind an optimization barrier: otherwise XLA fuses the key derivation
+  (scalar threefry hashes of the step and the module path) into the mask's elementwise loop and
+  redoes it for every element.
+  """
+
+  @nn.compact
+  def __call__(self, inputs: Array, deterministic: Optional[bool] = None, rng: Optional[Array] = None) -> Array:
+    if self.rate == 0 or nn.merge_param("deterministic", self.deterministic, deterministic):
+      return inputs
+    if rng is None:
+      rng = self.make_rng(self.rng_collection)
+    if self.rate == 1.0 or self.broadcast_dims or not _uses_threefry(rng) or math.prod(inputs.shape) >= 2**32:
+      return super().__call__(inputs, deterministic, rng=rng)
+    rng = jax.lax.optimization_barrier(rng)
+    keep_prob = 1.0 - self.rate
+    keep = bernoulli_mask(rng, keep_prob, inputs.shape)
+    return jax.lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
+
+
 # ----------------------------------------------------------------------------- layers
 
 
@@ -246,8 +309,9 @@ class MultiHeadAttention(nn.Module):
     scores = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
     weights = jax.nn.softmax(scores + bias + mask_bias, axis=-1).astype(dtype)
     if self.enable_dropout and cfg.dropout_rate > 0:
-      weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=False)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+      weights = Dropout(cfg.dropout_rate)(weights, deterministic=False)
+    # Heads-major product, then back to [B, q, H, d]: XLA's layout for it is ~5% faster on CPU.
+    out = jnp.swapaxes(jnp.einsum("bhqk,bkhd->bhqd", weights, value), 1, 2)
     out = out.reshape(out.shape[:2] + (inner,))
     return Dense(cfg.d_model, ("joined_kv", "embed"), inner**-0.5, dtype, name="out")(out)
 
@@ -271,13 +335,13 @@ class MlpBlock(nn.Module):
       hidden = nn.relu(Dense(cfg.d_ff, ("embed", "mlp"), wi_std, dtype, name="wi")(x))
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
     if self.enable_dropout and cfg.dropout_rate > 0:
-      hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=False)
+      hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=False)
     return Dense(cfg.d_model, ("mlp", "embed"), cfg.d_ff**-0.5, dtype, name="wo")(hidden)
 
 
 def _dropout(cfg: T5Config, enable: bool, x: Array) -> Array:
   if enable and cfg.dropout_rate > 0:
-    return nn.Dropout(cfg.dropout_rate)(x, deterministic=False)
+    return Dropout(cfg.dropout_rate)(x, deterministic=False)
   return x
 
 
@@ -361,8 +425,11 @@ class Encoder(nn.Module):
     bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions, positions)
     x = _dropout(cfg, enable_dropout, embedded)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    # Position bias and padding mask summed once ([B, H, L, L]) and shared by all layers: XLA:CPU
+    # otherwise materializes both, broadcast to [B, H, L, L], as inputs of each fused softmax.
+    bias = bias + _mask_bias(mask)
     x = _run_stack(EncoderLayer, cfg, cfg.num_encoder_layers, {"enable_dropout": enable_dropout},
-                   x, bias, _mask_bias(mask))
+                   x, bias, jnp.zeros((), jnp.float32))
     x = RMSNorm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype), name="encoder_norm")(x)
     return _dropout(cfg, enable_dropout, x)
 
