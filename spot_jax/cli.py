@@ -34,6 +34,12 @@ def _config_and_workdir(workdir_required: bool = True) -> None:
   flags.mark_flag_as_required("config")
 
 
+def _start(config) -> None:
+  """Joins the other hosts of a multi-host run (`config.distributed`), before anything touches JAX."""
+  from spot_jax import distributed
+  distributed.maybe_initialize(config.get("distributed") if config is not None else None)
+
+
 def _backbone_and_vocab(config):
   """Points TFDS at config.data.data_dir (if set) and loads the frozen model and its vocabulary."""
   from spot_jax import jobs
@@ -50,6 +56,7 @@ def _train() -> None:
     del argv
     from spot_jax import jobs
     config = FLAGS.config
+    _start(config)
     backbone, vocab = _backbone_and_vocab(config)
     result = jobs.train_prompt(config, FLAGS.workdir, backbone=backbone, vocab=vocab, task_name=config.task,
                                evaluate_on=config.get("eval_task") or None)
@@ -68,6 +75,7 @@ def _eval() -> None:
     import jax
     from spot_jax import jobs
     config = FLAGS.config
+    _start(config)
     backbone, vocab = _backbone_and_vocab(config)
     init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
     prompt = init(jax.random.key(config.train.seed), (config.train.prompt_length, backbone.config.d_model))
@@ -96,6 +104,7 @@ def _library() -> None:
     from spot_jax import jobs
     from spot_jax.spot import library as library_lib
     config = FLAGS.config
+    _start(config)
     path = FLAGS.library or (config.library.path if config is not None else None)
     if not path:
       raise app.UsageError("Give --library=DIR (or config.library.path).")
@@ -139,10 +148,11 @@ def _retrieve() -> None:
 
   def main(argv):
     del argv
-    from spot_jax import jobs
+    from spot_jax import distributed, jobs
     from spot_jax.checkpoints import prompts as prompt_io
     from spot_jax.spot import library as library_lib, retrieval
     config = FLAGS.config
+    _start(config)
     backbone, vocab = _backbone_and_vocab(config)
     lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
                                     prompt_length=config.train.prompt_length)
@@ -152,18 +162,22 @@ def _retrieve() -> None:
       key = jobs.target_embedding(config, os.path.join(FLAGS.workdir, "embedding_run"), backbone=backbone,
                                   vocab=vocab, task_name=config.task)
     rankings = jobs.rank_library(lib, key, list(config.retrieval.measures), exclude=[config.task])
-    retrieval.write_ranking_csv(os.path.join(FLAGS.workdir, "ranking.csv"), config.task, rankings)
+    primary = distributed.is_primary()  # every host computes the same; process 0 writes the files
+    if primary:
+      retrieval.write_ranking_csv(os.path.join(FLAGS.workdir, "ranking.csv"), config.task, rankings)
     ranking = rankings[config.retrieval.measure]
     k = config.retrieval.k
     if config.retrieval.strategy == "weighted_average":
       weights = retrieval.weighted_average_weights(ranking, k)
       init = retrieval.weighted_average_prompt({n: lib.get(n).value for n in weights}, weights)
       chosen = [f"{n} (w={w:.3f})" for n, w in weights.items()]
-      prompt_io.save_npy(os.path.join(FLAGS.workdir, "init.npy"), init)
+      if primary:
+        prompt_io.save_npy(os.path.join(FLAGS.workdir, "init.npy"), init)
     else:  # best_of_top_k / mixture: the top-k sources; one init per source
       chosen = [r.task for r in retrieval.top_k(ranking, k)]
       for rank, name in enumerate(chosen, start=1):
-        prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_top{rank}_{name}.npy"), lib.get(name).value)
+        if primary:
+          prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_top{rank}_{name}.npy"), lib.get(name).value)
     for measure, ranked in rankings.items():
       print(f"{measure}: " + ", ".join(f"{r.task} {r.similarity:.3f}" for r in ranked[:10]))
     print(f"strategy {config.retrieval.strategy}, k={k}: {', '.join(chosen)}; files in {FLAGS.workdir}")
@@ -179,8 +193,25 @@ def _grid() -> None:
     del argv
     from spot_jax import jobs
     config = FLAGS.config
+    _start(config)
     backbone, vocab = _backbone_and_vocab(config)
     jobs.run_grid(config, FLAGS.workdir, backbone=backbone, vocab=vocab)
+
+  app.run(main)
+
+
+@command("project", "Cross-model projector (Su et al.): train it, then transfer source prompts zero-shot / as init.")
+def _project() -> None:
+  _config_and_workdir()
+
+  def main(argv):
+    del argv
+    from spot_jax import jobs
+    config = FLAGS.config
+    backbone, vocab = _backbone_and_vocab(config)  # the target model
+    source = config.source_model.get("hf_path")  # only to check that the source library is that model's
+    fingerprint = jobs.load_backbone(config.source_model).fingerprint if source else None
+    jobs.run_projector(config, FLAGS.workdir, backbone=backbone, vocab=vocab, source_fingerprint=fingerprint)
 
   app.run(main)
 
@@ -192,6 +223,7 @@ def _quickstart() -> None:
   def main(argv):
     del argv
     from spot_jax import quickstart
+    _start(FLAGS.config)
     quickstart.run(FLAGS.config, FLAGS.workdir)
 
   app.run(main)

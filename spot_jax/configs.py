@@ -3,14 +3,14 @@
 Why: experiment files in `experiments/` should read like a row of a paper's table (task, model size,
 prompt length, steps), so the shared structure and defaults live here once. Each section maps to
 one part of the pipeline: model (frozen backbone), data (lengths, eval), train (the trainer),
-prompt_init, library, retrieval, grid.
+prompt_init, library, retrieval, grid; distributed says how the hosts of a multi-host run meet.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from spot_jax import train
+from spot_jax import distributed, train
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -57,6 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.grid.sources = ()
   c.grid.targets = ()
   c.grid.seeds = (0,)
+
+  c.distributed = distributed.default_config()  # multi-host: jax.distributed.initialize at start
   return c
 
 

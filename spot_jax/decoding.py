@@ -19,11 +19,20 @@ from typing import Any, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from spot_jax.data.vocab import EOS_ID, PAD_ID
 from spot_jax.models import t5
 
 Array = jax.Array
+
+
+def _fetch(x: Array) -> np.ndarray:
+  """The whole array on this host, also when a multi-host mesh (set by the trainer around evaluation)
+  spread its rows over other hosts' devices: every process passes the same inputs and gets all rows."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -96,7 +105,7 @@ def greedy_decode(model: t5.T5, params: Any, encoder_input_tokens: Any, *, max_d
     raise ValueError(f"max_decode_length must be >= 1; got {max_decode_length}.")
   tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
   prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
-  return np.asarray(_greedy(model, params, tokens, prefix, int(max_decode_length)))
+  return _fetch(_greedy(model, params, tokens, prefix, int(max_decode_length)))
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -135,7 +144,7 @@ def token_log_likelihood(model: t5.T5, params: Any, encoder_input_tokens: Any, d
     raise ValueError(f"decoder_target_tokens has {targets.shape[0]} rows but encoder_input_tokens has "
                      f"{tokens.shape[0]}; they must pair up.")
   prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
-  return np.asarray(_token_log_likelihood(model, params, tokens, prefix, targets))
+  return _fetch(_token_log_likelihood(model, params, tokens, prefix, targets))
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -186,7 +195,7 @@ def rank_classification(model: t5.T5, params: Any, encoder_input_tokens: Any,
   tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
   prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
   targets = label_targets(label_token_ids)
-  scores = np.asarray(_label_scores(model, params, tokens, prefix, jnp.asarray(targets)))
+  scores = _fetch(_label_scores(model, params, tokens, prefix, jnp.asarray(targets)))
   if length_normalize:
     scores = scores / (targets > 0).sum(axis=1)[None].astype(np.float32)
   return scores.argmax(axis=1), scores

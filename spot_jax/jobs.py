@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from spot_jax import decoding, train
+from spot_jax import decoding, distributed, fileio, train
 from spot_jax.checkpoints import hf
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.data import pipeline, tasks as tasks_lib, vocab as vocab_lib
@@ -160,7 +160,8 @@ def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workd
   value_name = "best" if best is not None else "final"
   library.add(task_name, prompt_io.load_prompt(workdir, "embedding"), prompt_io.load_prompt(workdir, value_name),
               {"validation_score": best["score"] if best else None, "best_step": best["step"] if best else None,
-               "embedding_step": embedding["step"], "train_steps": final.get("step"), "run": os.path.abspath(workdir)},
+               "embedding_step": embedding["step"], "train_steps": final.get("step"),
+               "run": os.path.abspath(workdir) if fileio.is_local(workdir) else workdir},
               model_fingerprint=backbone.fingerprint, replace=replace)
 
 
@@ -198,11 +199,8 @@ def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray, mea
 
 
 def write_json(path: str, data: Any) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=True, default=float)
-  os.replace(tmp, path)
+  """Writes `data` as JSON to a local or gs:// path, atomically."""
+  fileio.atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=float))
 
 
 # ----------------------------------------------------------------------------- target runs and the grid
@@ -237,21 +235,33 @@ def train_target(config: ml_collections.ConfigDict, workdir: str, runs: TargetRu
 def transfer_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
                   vocab: vocab_lib.SentencePieceVocab, library: library_lib.PromptLibrary, sources: Sequence[str],
                   targets: Sequence[str], seeds: Sequence[int], runs: Optional[TargetRuns] = None,
-                  verbose: bool = False) -> TargetRuns:
-  """For every target and seed: the baseline (config.prompt_init; its early prompt is the target's
-  task embedding) and one run initialised from each source prompt of the library."""
+                  embed_targets: bool = True, verbose: bool = False) -> TargetRuns:
+  """For every target and seed: the baseline (config.prompt_init; with `embed_targets` its early
+  prompt is the target's task embedding) and one run initialised from each source prompt of the library."""
   runs = runs or TargetRuns()
   for seed in seeds:
     for target in targets:
       init = make_prompt_init(config.prompt_init, backbone, vocab, target)
       train_target(config, workdir, runs, backbone=backbone, vocab=vocab, target=target, seed=seed,
-                   method="baseline", init=init, keep_embedding=True, verbose=verbose)
+                   method="baseline", init=init, keep_embedding=embed_targets, verbose=verbose)
       for source in sources:
         train_target(config, workdir, runs, backbone=backbone, vocab=vocab, target=target, seed=seed,
                      method=f"from_{source}", init=prompt_lib.from_array(library.get(source).value), verbose=verbose)
       if verbose:
         print(f"[grid] {target} seed {seed}: baseline {runs.scores[('baseline', target, seed)]:.2f}", flush=True)
   return runs
+
+
+def zero_shot_grid(config: ml_collections.ConfigDict, *, backbone: Backbone, vocab: vocab_lib.SentencePieceVocab,
+                   prompts: Mapping[str, np.ndarray], targets: Sequence[str]) -> dict[tuple[str, str], float]:
+  """Su et al.'s zero-shot cross-task transfer: every source prompt evaluated as is on every target
+  (no training) -> {(source, target): score}. Report it relative to the target's own prompt."""
+  scores = {}
+  for target in targets:
+    evaluate = make_evaluator(target, vocab, backbone, config.data)
+    for source, prompt in prompts.items():
+      scores[(source, target)] = evaluate(prompt)["score"]
+  return scores
 
 
 def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
@@ -268,20 +278,115 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backb
   mean = lambda method, t: float(np.mean([runs.scores[(method, t, s)] for s in seeds]))
   baselines = {t: mean("baseline", t) for t in targets}
   transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
+  measure = config.retrieval.measure
+  points = [(s, t, retrieval.similarity(runs.keys[(t, seeds[0])], library.get(s).key, measure),
+             tr.rer_or_nan(transfer[(s, t)], baselines[t])) for s in sources for t in targets if baselines[t] < 100]
+  rankings = {t: retrieval.rank_sources(runs.keys[(t, seeds[0])], {s: library.get(s).key for s in sources}, measure)
+              for t in targets}
+  rows = tr.retrieval_table(baselines, transfer, rankings, ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
+  if not distributed.is_primary():  # every process ran the grid; process 0 writes and prints its results
+    return {"rows": rows, "correlation": None, "runs": runs}
   out = os.path.join(workdir, "results")
   rer = tr.rer_matrix(transfer, baselines, sources, targets)
   tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets, "relative error reduction", "RER")
   tr.save_heatmap(os.path.join(out, "transfer_scores"), np.array([[transfer[(s, t)] for t in targets] for s in sources]),
                   sources, targets, "target score after transfer", "score")
-  measure = config.retrieval.measure
-  points = [(s, t, retrieval.similarity(runs.keys[(t, seeds[0])], library.get(s).key, measure),
-             tr.rer_or_nan(transfer[(s, t)], baselines[t])) for s in sources for t in targets if baselines[t] < 100]
   stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
-  rankings = {t: retrieval.rank_sources(runs.keys[(t, seeds[0])], {s: library.get(s).key for s in sources}, measure)
-              for t in targets}
-  rows = tr.retrieval_table(baselines, transfer, rankings, ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
   tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows)
   print(tr.format_table(rows))
   print(f"similarity vs transfer: {stats}; files in {out}")
   write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in runs.scores.items()})
   return {"rows": rows, "correlation": stats, "runs": runs}
+
+
+# ----------------------------------------------------------------------------- cross-model projector
+
+
+def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                  vocab: vocab_lib.SentencePieceVocab, source_fingerprint: Optional[str] = None,
+                  verbose: bool = True) -> dict[str, Any]:
+  """`spot-jax project`: Su et al.'s cross-model transfer onto `backbone` (the target model).
+
+  1. Train a projector from the source model's prompts (`projector.source_library`) to the target:
+     objective 'task' tunes it on `config.task` through the frozen target; 'distance' fits the pairs
+     of `projector.distance_tasks` (default: every task in both libraries) to `projector.target_library`.
+  2. For every `projector.transfer_tasks`: the projected source prompt zero-shot on the target task,
+     against a `config.prompt_init` prompt; with `projector.init_transfer`, target prompt tuning
+     (`config.train`) from each of the two. Writes `projector.msgpack` and `results.json` in `workdir`.
+  """
+  from spot_jax.spot import projector as projector_lib
+  p = config.projector
+  sources = library_lib.PromptLibrary(p.source_library, model_fingerprint=source_fingerprint)
+  length, d_source = sources.shape
+  projector = projector_lib.Projector(length, d_source, backbone.config.d_model, p.hidden_size, p.layer_norm)
+  proj_cfg = ml_collections.ConfigDict(p.train.to_dict())
+  proj_cfg.prompt_length = length  # the projector keeps the source prompt's length
+  initial = projector_lib.init_params(projector, proj_cfg.seed)
+  eval_task = config.get("eval_task") or config.task
+  evaluate = make_evaluator(eval_task, vocab, backbone, config.data) if eval_task and proj_cfg.eval_every else None
+  targets = (library_lib.PromptLibrary(p.target_library, model_fingerprint=backbone.fingerprint, prompt_length=length)
+             if p.get("target_library") else None)
+  common = dict(projector=projector, params=initial, model_config=backbone.config, frozen_params=backbone.params,
+                evaluate=evaluate, verbose=verbose)
+  run_dir = os.path.join(workdir, "projector")
+  if p.objective == "task":
+    seen = [config.task]
+    iterator = pipeline.make_train_iterator(
+        config.task, vocab, batch_size=proj_cfg.batch_size // jax.process_count(),
+        input_length=config.data.input_length, target_length=config.data.target_length, seed=proj_cfg.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        data_dir=config.data.get("data_dir") or None)
+    try:
+      result = projector_lib.tune_on_task(proj_cfg, run_dir, source_prompt=sources.get(config.task).value,
+                                          train_iter=iterator, **common)
+    finally:
+      iterator.close()
+  elif p.objective == "distance":
+    if targets is None:
+      raise ValueError("projector.objective='distance' needs projector.target_library: the target model's prompts "
+                       "for the same tasks (build it with `spot-jax library build` on the target model).")
+    seen = list(p.distance_tasks) or [t for t in sources.names() if t in targets]
+    if not seen:
+      raise ValueError(f"No task has a prompt in both {sources.path} and {targets.path}; the distance objective "
+                       "needs (source prompt, target prompt) pairs of the same tasks.")
+    result = projector_lib.fit_distance(
+        proj_cfg, run_dir, source_prompts=np.stack([sources.get(t).value for t in seen]),
+        target_prompts=np.stack([targets.get(t).value for t in seen]),
+        shown_source_prompt=sources.get(eval_task).value if eval_task else None, **common)
+  else:
+    raise ValueError(f"Unknown projector.objective {p.objective!r}; choose task (Su et al.'s task tuning) or "
+                     "distance (distance minimizing).")
+  params = result.params
+  projector_lib.save_params(os.path.join(workdir, "projector.msgpack"), params)
+
+  target_cfg = ml_collections.ConfigDict(config.to_dict())
+  target_cfg.train.prompt_length, target_cfg.train.embedding_step = length, 0
+  rows = []
+  for task in p.transfer_tasks:
+    source_prompt = sources.get(task).value
+    projected = projector_lib.project(projector, params, source_prompt)
+    baseline = np.asarray(make_prompt_init(config.prompt_init, backbone, vocab, task)(
+        jax.random.key(target_cfg.train.seed), projected.shape))
+    evaluate_task = make_evaluator(task, vocab, backbone, config.data)
+    row = {"task": task, "seen": task in seen, "zero_shot_projected": evaluate_task(projected)["score"],
+           "zero_shot_baseline": evaluate_task(baseline)["score"]}
+    if targets is not None and task in targets:
+      target_prompt = targets.get(task).value
+      row["distance_before"] = projector_lib.distance(projector_lib.project(projector, initial, source_prompt),
+                                                      target_prompt)
+      row["distance_after"] = projector_lib.distance(projected, target_prompt)
+    if p.init_transfer:
+      for method, start in (("projected", projected), ("baseline", baseline)):
+        run = train_prompt(target_cfg, os.path.join(workdir, "targets", task, method), backbone=backbone,
+                           vocab=vocab, task_name=task, prompt_init=prompt_lib.from_array(start),
+                           name=f"{task}/from_{method}", verbose=verbose)
+        row[f"init_{method}"] = run.best_score
+        row[f"init_{method}_history"] = [{"step": h["step"], "score": h["score"]} for h in run.eval_history]
+    rows.append(row)
+    if verbose:
+      print(f"[project] {task}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in row.items() if not k.endswith("_history")), flush=True)
+  losses = [h["train/loss"] for h in result.train_history]
+  write_json(os.path.join(workdir, "results.json"),
+             {"objective": p.objective, "trained_on": seen, "rows": rows, "projector_train_loss": losses})
+  return {"rows": rows, "params": params, "projector": projector, "train_result": result}

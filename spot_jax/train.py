@@ -27,13 +27,15 @@ import optax
 from clu import metric_writers
 from etils import epath
 
-from spot_jax import sharding
+from spot_jax import distributed, sharding
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.checkpoints import train_state
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
 
 Array = jax.Array
+# (trainable, frozen, batch, rng) -> (summed loss, (summed reported loss, summed weight)); see make_train_step.
+LossFn = Callable[[Any, Any, dict, Array], tuple[Array, tuple[Array, Array]]]
 
 
 class BatchIterator(Protocol):
@@ -53,6 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 32  # global, over all hosts
   c.grad_accum_steps = 1  # split each batch into this many micro-batches (same result, less memory)
   c.learning_rate = 0.3
+  c.optimizer = "adafactor"  # adafactor (prompt tuning) | adamw (Su et al.'s cross-model projector)
   c.schedule = "constant"  # constant | warmup_constant | warmup_rsqrt
   c.warmup_steps = 0
   c.adafactor_decay_rate = 0.8
@@ -70,8 +73,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 @dataclasses.dataclass
 class TrainResult:
-  prompt: Optional[np.ndarray]  # final prompt [prompt_length, d_model] (prompt tuning)
-  params: Optional[Any]  # final T5 params (model tuning)
+  prompt: Optional[np.ndarray]  # final prompt [prompt_length, d_model] (prompt tuning; prompt_fn(trainable))
+  params: Optional[Any]  # final trainable other than a prompt: T5 params (model tuning), projector params
   step: int
   best_score: Optional[float]
   best_step: Optional[int]
@@ -102,7 +105,13 @@ def make_model_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransf
 
 def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Adafactor as prompt tuning uses it: no parameter scaling, and not factored (the prompt's axes are
-  not 'embed' x 'embed'; t5x's Adafactor would not factor it either)."""
+  not 'embed' x 'embed'; t5x's Adafactor would not factor it either). `optimizer="adamw"`: AdamW with
+  eps 1e-6 and no weight decay, as Su et al. train their cross-model projector (a 2-layer MLP)."""
+  kind = cfg.get("optimizer", "adafactor")
+  if kind == "adamw":
+    return optax.adamw(make_schedule(cfg), eps=1e-6, weight_decay=0.0)
+  if kind != "adafactor":
+    raise ValueError(f"Unknown optimizer {kind!r}; choose adafactor (prompt tuning) or adamw (projector).")
   return optax.adafactor(learning_rate=make_schedule(cfg), decay_rate=cfg.adafactor_decay_rate,
                          clipping_threshold=cfg.clipping_threshold, multiply_by_parameter_scale=False,
                          factored=False)
@@ -128,17 +137,24 @@ def cross_entropy_sums(logits: Array, targets: Array, weights: Array, z_loss: fl
 
 
 def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTransformation,
-                    cfg: ml_collections.ConfigDict, tune: str = "prompt") -> Callable:
+                    cfg: ml_collections.ConfigDict, tune: str = "prompt", prompt_fn: Optional[Callable] = None,
+                    loss_fn: Optional[LossFn] = None) -> Callable:
   """-> step(trainable, opt_state, frozen, batch, step) -> (trainable, opt_state, metrics).
 
-  tune="prompt": trainable is the prompt [L, d_model], frozen the T5 params (the default).
+  tune="prompt": trainable is the prompt [L, d_model], frozen the T5 params (the default); with
+  `prompt_fn` the trainable is any pytree and the prompt is `prompt_fn(trainable)` (e.g. a
+  cross-model projector's params -> projected prompt), so gradients reach the trainable through it.
   tune="model": trainable is the T5 params, frozen the (possibly empty) prompt — model tuning, used
   to make the offline quickstart's backbone and as Lester et al.'s model-tuning baseline.
+  `loss_fn(trainable, frozen, batch, rng) -> (summed loss, (summed reported loss, summed weight))`
+  replaces the T5 cross-entropy (e.g. the projector's distance objective, whose batches are prompt pairs).
   """
   base_rng = jax.random.key(cfg.seed)
 
-  def summed_loss(trainable, frozen, batch, rng):
+  def t5_loss(trainable, frozen, batch, rng):
     prompt, t5_params = (trainable, frozen) if tune == "prompt" else (frozen, trainable)
+    if prompt_fn is not None:
+      prompt = prompt_fn(prompt)
     logits = model.apply({"params": {"prompt": prompt, "t5": t5_params}}, batch["encoder_input_tokens"],
                          batch["decoder_input_tokens"], batch["decoder_target_tokens"],
                          enable_dropout=True, rngs={"dropout": rng})
@@ -146,7 +162,7 @@ def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTrans
                                            cfg.z_loss, cfg.label_smoothing)
     return loss, (nll, weight)
 
-  grad_fn = jax.grad(summed_loss, has_aux=True)  # w.r.t. `trainable` only
+  grad_fn = jax.grad(loss_fn or t5_loss, has_aux=True)  # w.r.t. `trainable` only
 
   def step(trainable, opt_state, frozen, batch, step_num):
     rng = jax.random.fold_in(base_rng, step_num)
@@ -221,15 +237,16 @@ _RUN_ONLY_FIELDS = ("num_train_steps", "log_every", "eval_every", "checkpoint_ev
 _STEP_CACHE: dict = {}
 
 
-def _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_shardings, frozen_shardings):
+def _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_shardings, frozen_shardings,
+                 prompt_fn=None, loss_fn=None):
   step_fields = {k: v for k, v in cfg.items() if k not in _RUN_ONLY_FIELDS}
   key = (model.config, model.prompt_length, tune, repr(sorted(step_fields.items())), mesh.shape_tuple,
-         tuple(d.id for d in mesh.devices.flat), jax.tree.structure(frozen_shardings))
+         tuple(d.id for d in mesh.devices.flat), jax.tree.structure(frozen_shardings), prompt_fn, loss_fn)
   if key not in _STEP_CACHE:
     if len(_STEP_CACHE) > 16:
       _STEP_CACHE.clear()
     _STEP_CACHE[key] = jax.jit(
-        make_train_step(model, optimizer, cfg, tune),
+        make_train_step(model, optimizer, cfg, tune, prompt_fn, loss_fn),
         in_shardings=(trainable_shardings, opt_shardings, frozen_shardings, sharding.batch_sharding(mesh),
                       sharding.replicated(mesh)),
         out_shardings=(trainable_shardings, opt_shardings, sharding.replicated(mesh)),
@@ -238,25 +255,39 @@ def _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_sha
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, frozen_params: Any,
-          train_iter: BatchIterator, prompt_init: prompt_lib.Initializer,
+          train_iter: BatchIterator, prompt_init: Optional[prompt_lib.Initializer] = None,
           evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None, name: str = "train",
-          verbose: bool = True) -> TrainResult:
+          verbose: bool = True, prompt_fn: Optional[Callable[[Any], Array]] = None, trainable_init: Any = None,
+          loss_fn: Optional[LossFn] = None) -> TrainResult:
   """Trains one prompt on the frozen model; resumes from `workdir` if it holds checkpoints.
 
   `evaluate(prompt) -> metrics` must include 'score' (higher is better); the best-scoring prompt is
   written as `<workdir>/prompts/best.npy`. With `cfg.embedding_step > 0` the prompt at that step is
   written as `embedding.npy` (the SPoT task embedding). The final prompt is `final.npy`.
+
+  A prompt made by something trainable (Su et al.'s cross-model projector, spot/projector.py): give
+  `trainable_init` (any pytree) and `prompt_fn(trainable) -> [prompt_length, d_model]` instead of
+  `prompt_init`. Gradients, optimizer state and checkpoints are then the trainable's; the named
+  prompts and `evaluate` get `prompt_fn(trainable)`; `TrainResult.params` is the final trainable.
+  `loss_fn` (see `make_train_step`) replaces the cross-entropy through the frozen model.
   """
   prompt_shape = (cfg.prompt_length, model_config.d_model)
+  if (prompt_init is None) == (prompt_fn is None) or (prompt_fn is None) != (trainable_init is None):
+    raise ValueError("train() takes either prompt_init (tune a prompt) or prompt_fn and trainable_init (tune "
+                     "what makes the prompt).")
 
   def init_trainable(mesh):
+    if prompt_fn is not None:
+      prompt_lib.check_prompt_shape(jax.eval_shape(prompt_fn, trainable_init), prompt_shape, "prompt_fn(trainable)")
+      return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), trainable_init), sharding.replicated(mesh)
     initial = prompt_init(jax.random.key(cfg.seed + 1), prompt_shape)
     prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
     return jnp.asarray(initial, jnp.float32), sharding.replicated(mesh)
 
   return _run(cfg, workdir, model_config=model_config, tune="prompt", prompt_length=cfg.prompt_length,
               frozen=frozen_params, frozen_axes=t5.logical_axes(model_config), init_trainable=init_trainable,
-              train_iter=train_iter, evaluate=evaluate, name=name, verbose=verbose)
+              train_iter=train_iter, evaluate=evaluate, name=name, verbose=verbose, prompt_fn=prompt_fn,
+              loss_fn=loss_fn)
 
 
 def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, params: Any,
@@ -275,7 +306,7 @@ def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5
 
 
 def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes, init_trainable, train_iter,
-         evaluate, name, verbose) -> TrainResult:
+         evaluate, name, verbose, prompt_fn=None, loss_fn=None) -> TrainResult:
   """The loop behind `train` and `tune_model`: the only training loop in spot_jax."""
   workdir_path = epath.Path(workdir)
   mesh = sharding.make_mesh(cfg.mesh_shape)
@@ -287,6 +318,7 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
   repl = sharding.replicated(mesh)
   is_writer = jax.process_index() == 0
   named_prompts = tune == "prompt"
+  as_prompt = jax.jit(prompt_fn) if prompt_fn is not None else (lambda trainable: trainable)
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
     frozen_shardings = sharding.logical_shardings(frozen_axes, frozen, mesh)
@@ -314,7 +346,7 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
         print(f"[{name}] resumed from checkpoint at step {start_step}", flush=True)
 
     step_fn = _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_shardings,
-                           frozen_shardings)
+                           frozen_shardings, prompt_fn, loss_fn)
 
     writer = metric_writers.create_default_writer(
         str(workdir_path / "tensorboard"), just_logging=not is_writer, asynchronous=False)
@@ -331,7 +363,7 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
 
     def save_named(which, metadata):
       if named_prompts and is_writer:
-        prompt_io.save_named_prompt(workdir, which, np.asarray(jax.device_get(trainable)), metadata)
+        prompt_io.save_named_prompt(workdir, which, np.asarray(jax.device_get(as_prompt(trainable))), metadata)
 
     for step in range(start_step, cfg.num_train_steps):
       batch = sharding.global_batch(next(train_iter), mesh)
@@ -356,7 +388,7 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
         window_start, window_steps = time.perf_counter(), 0
 
       if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.num_train_steps):
-        results = dict(evaluate(jax.device_get(trainable)))
+        results = dict(evaluate(jax.device_get(as_prompt(trainable))))
         if "score" not in results:
           raise ValueError(f"evaluate() must return a 'score'; got keys {sorted(results)}.")
         writer.write_scalars(done, {f"eval/{k}": float(v) for k, v in results.items()})
@@ -373,9 +405,11 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
                                  "step": jnp.asarray(done, jnp.int32)}, train_iter.get_state(), force=True)
 
     final = jax.device_get(trainable)
+    final_prompt = np.asarray(jax.device_get(as_prompt(trainable))) if named_prompts else None
     save_named("final", {"step": cfg.num_train_steps})
     writer.flush()
     checkpointer.close()
-  return TrainResult(prompt=np.asarray(final) if named_prompts else None,
-                     params=None if named_prompts else final, step=cfg.num_train_steps, best_score=best_score,
+    distributed.sync("spot_jax_train_end")  # every process sees the named prompts once train() returns
+  return TrainResult(prompt=final_prompt, params=final if prompt_fn is not None or not named_prompts else None,
+                     step=cfg.num_train_steps, best_score=best_score,
                      best_step=best_step, eval_history=eval_history, train_history=train_history)

@@ -12,10 +12,14 @@ Tied vs untied output layer (see ../shared/ENVIRONMENT.md): a file with `lm_head
 (T5 1.1); without it the logits reuse the input embedding. The d_model**-0.5 scaling applies iff
 `scale_decoder_outputs` is true (transformers 5) or, in configs without that key,
 `tie_word_embeddings` is true (transformers 4: original T5 is tied and scaled).
+
+Reading works from local directories and from `gs://` (etils.epath; a TPU pod's hosts all read the
+same bucket); writing is local.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -25,7 +29,9 @@ from typing import Any, Iterator
 import ml_dtypes
 import numpy as np
 import safetensors.numpy
+from etils import epath
 
+from spot_jax import fileio
 from spot_jax.models import t5
 
 _SUPPORTED_MODEL_TYPES = ("t5", "mt5")
@@ -45,20 +51,23 @@ class CheckpointFormatError(ValueError):
 # ----------------------------------------------------------------------------- safetensors reading
 
 
-def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-  """All tensors of one .safetensors file as read-only memory maps.
+def _read_safetensors(path: epath.Path) -> dict[str, np.ndarray]:
+  """All tensors of one .safetensors file: read-only memory maps of a local file; views of one read of
+  a remote (gs://) file.
 
   Own reader instead of `safetensors.numpy.load_file`: that one cannot represent bfloat16 (many T5
   checkpoints are bf16) and copies everything into memory (an XXL checkpoint is 44 GB).
   """
-  with open(path, "rb") as f:
+  local = fileio.is_local(path)
+  blob = None if local else path.read_bytes()
+  with (open(path, "rb") if local else io.BytesIO(blob)) as f:
     header_len = int.from_bytes(f.read(8), "little")
     try:
       header = json.loads(f.read(header_len))
     except ValueError as e:
       raise CheckpointFormatError(f"{path} is not a valid safetensors file (bad header): {e}") from e
   data_start = 8 + header_len
-  size = os.path.getsize(path)
+  size = os.path.getsize(path) if local else len(blob)
   tensors = {}
   for name, info in header.items():
     if name == "__metadata__":
@@ -72,27 +81,31 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
           "Re-download or re-save the checkpoint.")
     dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
     count = int(np.prod(info["shape"], dtype=np.int64))
-    tensors[name] = np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin,
-                              shape=(count,)).reshape(info["shape"]) if count else np.zeros(info["shape"], dtype)
+    if not count:
+      tensors[name] = np.zeros(info["shape"], dtype)
+    elif local:
+      tensors[name] = np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin,
+                                shape=(count,)).reshape(info["shape"])
+    else:
+      tensors[name] = np.frombuffer(blob, dtype, count, offset=data_start + begin).reshape(info["shape"])
   return tensors
 
 
-def _read_weights(path: str) -> dict[str, np.ndarray]:
-  single = os.path.join(path, _WEIGHTS_NAME)
-  index = os.path.join(path, _INDEX_NAME)
-  if os.path.exists(single):
+def _read_weights(path: epath.Path) -> dict[str, np.ndarray]:
+  single = path / _WEIGHTS_NAME
+  index = path / _INDEX_NAME
+  if single.exists():
     return _read_safetensors(single)
-  if os.path.exists(index):
-    with open(index) as f:
-      weight_map = json.load(f)["weight_map"]
+  if index.exists():
+    weight_map = json.loads(index.read_text())["weight_map"]
     tensors: dict[str, np.ndarray] = {}
     for shard in sorted(set(weight_map.values())):
-      shard_path = os.path.join(path, shard)
-      if not os.path.exists(shard_path):
+      shard_path = path / shard
+      if not shard_path.exists():
         raise CheckpointFormatError(f"{index} lists shard {shard}, which is missing from {path}.")
       tensors.update(_read_safetensors(shard_path))
     return tensors
-  present = sorted(os.listdir(path))
+  present = sorted(p.name for p in path.iterdir())
   hint = (" It has PyTorch .bin weights: re-save them with `model.save_pretrained(dir)` "
           "(safetensors is the default) to use them here." if any(p.endswith(".bin") for p in present) else "")
   raise CheckpointFormatError(
@@ -196,17 +209,16 @@ def _get(tree: dict, path: tuple[str, ...]) -> Any:
 
 
 def load_hf_t5(path: str, **config_overrides: Any) -> tuple[t5.T5Config, dict]:
-  """Reads a local HF T5 directory -> (T5Config, params as float32 numpy arrays).
+  """Reads a HF T5 directory (local or gs://) -> (T5Config, params as float32 numpy arrays).
 
   `config_overrides` set runtime options (dtype, dropout_rate, remat_policy, scan_layers); with
   `scan_layers=True` the params come in the scanned layout.
   """
-  config_path = os.path.join(path, "config.json")
-  if not os.path.exists(config_path):
+  config_path = epath.Path(path) / "config.json"
+  if not config_path.exists():
     raise CheckpointFormatError(f"No config.json in {path}: expected a Hugging Face T5 directory.")
-  with open(config_path) as f:
-    hf_config = json.load(f)
-  tensors = _read_weights(path)
+  hf_config = json.loads(config_path.read_text())
+  tensors = _read_weights(epath.Path(path))
   if "shared.weight" not in tensors and "encoder.embed_tokens.weight" in tensors:
     tensors["shared.weight"] = tensors["encoder.embed_tokens.weight"]
   cfg = config_from_hf(hf_config, untied="lm_head.weight" in tensors, **config_overrides)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import uuid
 from typing import Any, Optional
 
 import numpy as np
 from etils import epath
+
+from spot_jax import fileio
 
 PROMPTS_DIR = "prompts"
 
@@ -26,10 +27,7 @@ class PromptFileError(ValueError):
 
 
 def _atomic_write_bytes(path: epath.Path, data: bytes) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-  tmp.write_bytes(data)
-  tmp.replace(path)  # atomic on POSIX; on GCS a copy + delete of a complete object
+  fileio.atomic_write(path, data)  # atomic on POSIX; on GCS a copy + delete of a complete object
 
 
 def save_npy(path: str | os.PathLike, prompt: Any) -> None:

@@ -6,16 +6,26 @@ Why a wrapper: the trainer needs three guarantees Orbax gives only when used a c
 (3) a corrupted or partial latest checkpoint does not kill the run: it is moved aside (never
 deleted) and the previous one is used. Orbax itself writes each step to a temporary directory and
 renames it when complete, so a `kill -9` mid-save leaves only an ignored temporary directory.
+
+Multi-host: every process calls `save` and `restore_latest` (Orbax writes the arrays collectively).
+Each host reads its own shard of the data, so each has its own input position: `save` gathers all
+of them into the checkpoint and `restore_latest` hands each process back its own.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Optional
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
+
+from spot_jax import distributed
 
 QUARANTINE_DIR = "corrupt_checkpoints"
 
@@ -37,8 +47,9 @@ class TrainCheckpointer:
     """Writes `state` (a pytree of arrays) and `data_state` (JSON) as step `step`, if due or forced."""
     if step in self._manager.all_steps():
       return False  # already on disk (e.g. re-reaching a step after resume): never overwrite
+    data = {"per_process": _gather_json(data_state)}  # a collective: every process calls save
     return self._manager.save(step, force=force, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)))
 
   def restore_latest(self, abstract_state: Any) -> Optional[tuple[int, Any, dict]]:
     """-> (step, state, data_state) of the newest restorable checkpoint, or None if there is none.
@@ -58,19 +69,33 @@ class TrainCheckpointer:
       if failures:
         logging.warning("Fell back to checkpoint step %d; unreadable newer checkpoints were moved to %s: %s",
                         step, self.directory / QUARANTINE_DIR, failures)
-      return step, restored["state"], restored["data"]
+      return step, restored["state"], self._own_data_state(step, restored["data"])
     if failures:
       raise CheckpointRestoreError(
           f"No checkpoint in {self.directory} could be restored ({'; '.join(failures)}). They were moved to "
           f"{self.directory / QUARANTINE_DIR}. Start a fresh run with a new --workdir, or repair them.")
     return None
 
+  def _own_data_state(self, step: int, data: dict) -> dict:
+    """This process's input position out of the checkpoint's `data` item."""
+    if "per_process" not in data:
+      return data  # written before positions were kept per process: single-process checkpoints
+    states, count = data["per_process"], jax.process_count()
+    if len(states) != count:
+      raise CheckpointRestoreError(
+          f"Checkpoint step {step} in {self.directory} was written by {len(states)} processes; this run has "
+          f"{count}. Each host's input position is saved separately, so resume with {len(states)} processes "
+          "(or start a fresh run with a new --workdir).")
+    return states[jax.process_index()]
+
   def _quarantine(self, step: int) -> None:
-    source = self.directory / str(step)
-    target_dir = self.directory / QUARANTINE_DIR
-    target_dir.mkdir(parents=True, exist_ok=True)
-    if source.exists():
-      source.rename(target_dir / f"{step}-{int(time.time())}")
+    if distributed.is_primary():  # one process moves it; the others wait, then all re-list the steps
+      source = self.directory / str(step)
+      target_dir = self.directory / QUARANTINE_DIR
+      target_dir.mkdir(parents=True, exist_ok=True)
+      if source.exists():
+        source.rename(target_dir / f"{step}-{int(time.time())}")
+    distributed.sync(f"spot_jax_quarantine_{step}")
     self._manager.reload()
 
   def latest_step(self) -> Optional[int]:
@@ -79,3 +104,15 @@ class TrainCheckpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _gather_json(obj: Any) -> list:
+  """[obj of process 0, obj of process 1, ...] on every process (a JSON-serialisable obj each)."""
+  if jax.process_count() == 1:
+    return [obj]
+  data = np.frombuffer(json.dumps(obj, sort_keys=True).encode(), np.uint8)
+  sizes = np.asarray(multihost_utils.process_allgather(np.int32(data.size))).reshape(-1)
+  padded = np.zeros(-(-int(sizes.max()) // 1024) * 1024, np.uint8)  # few distinct shapes: few compiles
+  padded[:data.size] = data
+  everything = np.asarray(multihost_utils.process_allgather(padded))
+  return [json.loads(everything[i, :sizes[i]].tobytes()) for i in range(len(sizes))]

@@ -15,6 +15,7 @@ import os
 from typing import Iterable, Sequence
 
 import sentencepiece as spm
+from etils import epath
 
 PAD_ID = 0
 EOS_ID = 1
@@ -34,13 +35,13 @@ class SentencePieceVocab:
   unk_id: int = UNK_ID
 
   def __init__(self, model_path: str, extra_ids: int = 0):
-    if not os.path.exists(model_path):
+    if not epath.Path(model_path).exists():  # local or gs:// (read through etils.epath)
       raise FileNotFoundError(
           f"SentencePiece model {model_path!r} does not exist. Pass the path of a `.model` file "
           "(the T5 vocabulary's `spiece.model`, or one made by spot_jax.data.vocab.train_sentencepiece).")
     self.model_path = str(model_path)
     self.extra_ids = int(extra_ids)
-    self._sp = spm.SentencePieceProcessor(model_file=self.model_path)
+    self._sp = spm.SentencePieceProcessor(model_proto=epath.Path(model_path).read_bytes())
     if (self._sp.pad_id(), self._sp.eos_id()) != (PAD_ID, EOS_ID):
       raise ValueError(
           f"{model_path!r} has pad_id={self._sp.pad_id()}, eos_id={self._sp.eos_id()}; T5 needs pad 0 and "

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.spatial.distance
 
+from spot_jax import fileio
 from spot_jax.data.vocab import EOS_ID, PAD_ID
 from spot_jax.models import t5
 from spot_jax.models.prompt import PromptShapeError
@@ -305,6 +306,5 @@ def write_correlations(path_stem: str, rows: Sequence[CorrelationRow]) -> tuple[
       path_stem + ".csv", ["indicator", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "n"],
       [[r.indicator, f"{r.pearson_r:.6f}", f"{r.pearson_p:.6g}", f"{r.spearman_rho:.6f}",
         f"{r.spearman_p:.6g}", r.n] for r in rows])
-  with open(path_stem + ".txt", "w") as f:
-    f.write(format_correlations(rows) + "\n")
+  fileio.atomic_write(path_stem + ".txt", format_correlations(rows) + "\n")
   return path_stem + ".csv", path_stem + ".txt"

@@ -12,6 +12,10 @@ released theirs; this format is plain files so a library can be shared, inspecte
 An entry is written to a temporary directory and renamed into place, so readers never see half an
 entry; an existing entry is never overwritten (replacing one moves the old one to `replaced/`).
 Entries from a different frozen model (fingerprint) or prompt shape are refused.
+
+The library may be local or on `gs://` (etils.epath); export archives and import sources that are
+`.tar.gz` files are local. In a multi-host run every process opens the library and calls `add` at
+the same points; process 0 alone writes, and the others wait until it has (`distributed.sync`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from typing import Any, Optional
 
 import jax
 import numpy as np
+from etils import epath
 
+from spot_jax import distributed, fileio
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import t5
 
@@ -76,11 +82,15 @@ class PromptLibrary:
 
   def __init__(self, path: str, *, model_fingerprint: Optional[str] = None, prompt_length: Optional[int] = None,
                d_model: Optional[int] = None):
-    self.path = os.path.abspath(path)
-    manifest = os.path.join(self.path, "library.json")
-    if os.path.exists(manifest):
-      with open(manifest) as f:
-        self.info = json.load(f)
+    self.path = os.path.abspath(path) if fileio.is_local(path) else os.fspath(path)
+    self._root = epath.Path(self.path)
+    manifest = self._root / "library.json"
+    may_create = None not in (model_fingerprint, prompt_length, d_model)
+    exists = manifest.exists()
+    if may_create:
+      distributed.sync("spot_jax_library_checked")  # every process looked before process 0 creates it
+    if exists:
+      self.info = json.loads(manifest.read_text())
       for name, want in (("model_fingerprint", model_fingerprint), ("prompt_length", prompt_length),
                          ("d_model", d_model)):
         if want is not None and self.info[name] != want:
@@ -88,26 +98,28 @@ class PromptLibrary:
               f"Library {self.path} was built for {name}={self.info[name]!r}, not {want!r}. Its prompts only "
               "work with the frozen model and prompt length they were trained for: use another library "
               "directory, or the model/prompt length it was built with.")
-    elif model_fingerprint is None or prompt_length is None or d_model is None:
+    elif not may_create:
       raise LibraryError(f"No prompt library at {self.path} (library.json missing). Build one with "
                          "`spot-jax library build` or import one with `spot-jax library import`.")
     else:
       self.info = {"format": FORMAT_VERSION, "model_fingerprint": model_fingerprint,
                    "prompt_length": prompt_length, "d_model": d_model, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-      os.makedirs(os.path.join(self.path, "entries"), exist_ok=True)
-      _atomic_write_json(manifest, self.info)
+      if distributed.is_primary():
+        (self._root / "entries").mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(manifest, self.info)
+      distributed.sync("spot_jax_library_created")
 
   @property
   def shape(self) -> tuple[int, int]:
     return (self.info["prompt_length"], self.info["d_model"])
 
-  def _entry_dir(self, task: str) -> str:
-    return os.path.join(self.path, "entries", task)
+  def _entry_dir(self, task: str) -> epath.Path:
+    return self._root / "entries" / task
 
   def names(self) -> list[str]:
-    entries = os.path.join(self.path, "entries")
-    return sorted(n for n in os.listdir(entries)
-                  if not n.startswith(".") and os.path.exists(os.path.join(entries, n, "entry.json")))
+    entries = self._root / "entries"
+    return sorted(p.name for p in entries.iterdir()
+                  if not p.name.startswith(".") and (p / "entry.json").exists())
 
   def __contains__(self, task: str) -> bool:
     return task in self.names()
@@ -127,35 +139,41 @@ class PromptLibrary:
         raise LibraryError(f"Entry {task!r} {what} has shape {tuple(np.shape(array))}; this library holds "
                            f"[prompt_length, d_model] = {self.shape} prompts.")
     final = self._entry_dir(task)
-    if os.path.exists(final):
-      if not replace:
-        raise LibraryError(f"Library already has an entry {task!r}. Pass replace=True (CLI: --replace) to "
-                           "replace it; the old entry is kept under replaced/.")
-    tmp = os.path.join(self.path, "entries", f".tmp-{task}-{uuid.uuid4().hex}")
-    os.makedirs(tmp)
+    if final.exists() and not replace:
+      raise LibraryError(f"Library already has an entry {task!r}. Pass replace=True (CLI: --replace) to "
+                         "replace it; the old entry is kept under replaced/.")
+    distributed.sync("spot_jax_library_add_checked")  # every process looked before process 0 writes
+    if distributed.is_primary():
+      self._write_entry(task, key, value, metadata, model_fingerprint)
+    distributed.sync("spot_jax_library_added")
+
+  def _write_entry(self, task: str, key: Any, value: Any, metadata: Optional[dict], model_fingerprint: str) -> None:
+    final = self._entry_dir(task)
+    tmp = self._root / "entries" / f".tmp-{task}-{uuid.uuid4().hex}"
+    tmp.mkdir(parents=True)
     try:
-      prompt_io.save_npy(os.path.join(tmp, "key.npy"), key)
-      prompt_io.save_npy(os.path.join(tmp, "value.npy"), value)
+      prompt_io.save_npy(tmp / "key.npy", key)
+      prompt_io.save_npy(tmp / "value.npy", value)
       meta = {"task": task, "model_fingerprint": model_fingerprint, "shape": list(self.shape),
               "added": time.strftime("%Y-%m-%dT%H:%M:%S"), **(metadata or {})}
-      _atomic_write_json(os.path.join(tmp, "entry.json"), meta)
-      if os.path.exists(final):
-        backup = os.path.join(self.path, "replaced", f"{task}-{int(time.time())}-{uuid.uuid4().hex[:6]}")
-        os.makedirs(os.path.dirname(backup), exist_ok=True)
-        os.rename(final, backup)
-      os.rename(tmp, final)
+      _atomic_write_json(tmp / "entry.json", meta)
+      if final.exists():
+        backup = self._root / "replaced" / f"{task}-{int(time.time())}-{uuid.uuid4().hex[:6]}"
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        final.rename(backup)
+      tmp.rename(final)
     except BaseException:
-      shutil.rmtree(tmp, ignore_errors=True)
+      if tmp.exists():
+        tmp.rmtree()
       raise
 
   def get(self, task: str) -> Entry:
     directory = self._entry_dir(task)
-    if not os.path.exists(os.path.join(directory, "entry.json")):
+    if not (directory / "entry.json").exists():
       raise LibraryError(f"No entry {task!r} in library {self.path}. Entries: {self.names() or 'none'}.")
-    with open(os.path.join(directory, "entry.json")) as f:
-      metadata = json.load(f)
-    return Entry(task, prompt_io.load_npy(os.path.join(directory, "key.npy")),
-                 prompt_io.load_npy(os.path.join(directory, "value.npy")), metadata)
+    metadata = json.loads((directory / "entry.json").read_text())
+    return Entry(task, prompt_io.load_npy(directory / "key.npy"), prompt_io.load_npy(directory / "value.npy"),
+                 metadata)
 
   def keys(self) -> dict[str, np.ndarray]:
     return {name: self.get(name).key for name in self.names()}
@@ -174,15 +192,18 @@ class PromptLibrary:
   # ---------------------------------------------------------------------------- sharing
 
   def export(self, destination: str) -> str:
-    """Writes a portable copy (directory, or `.tar.gz` archive) with a README-style MANIFEST.md."""
+    """Writes a portable copy (local directory, or `.tar.gz` archive) with a README-style MANIFEST.md."""
     if os.path.exists(destination):
       raise LibraryError(f"{destination} exists; choose a new export path (nothing was overwritten).")
     with tempfile.TemporaryDirectory() as tmp:
       staging = os.path.join(tmp, "spot_prompt_library")
       os.makedirs(os.path.join(staging, "entries"))
-      shutil.copy(os.path.join(self.path, "library.json"), staging)
-      for name in self.names():
-        shutil.copytree(self._entry_dir(name), os.path.join(staging, "entries", name))
+      files = [self._root / "library.json"] + [self._entry_dir(n) / f for n in self.names()
+                                               for f in ("key.npy", "value.npy", "entry.json")]
+      for source in files:  # read through epath: the library itself may be on gs://
+        local = epath.Path(staging) / source.relative_to(self._root)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(source.read_bytes())
       with open(os.path.join(staging, "MANIFEST.md"), "w") as f:
         f.write(self._manifest())
       if destination.endswith((".tar.gz", ".tgz")):
@@ -209,7 +230,7 @@ class PromptLibrary:
 
 
 def import_library(source: str, destination: str) -> PromptLibrary:
-  """Reads an exported library (directory or .tar.gz) into `destination` (new, or same-model library)."""
+  """Reads an exported library (directory, or local .tar.gz) into `destination` (new, or same-model library)."""
   with tempfile.TemporaryDirectory() as tmp:
     if os.path.isfile(source):
       with tarfile.open(source, "r:*") as tar:
@@ -218,7 +239,7 @@ def import_library(source: str, destination: str) -> PromptLibrary:
       root = roots[0] if len(roots) == 1 else tmp
     else:
       root = source
-    if not os.path.exists(os.path.join(root, "library.json")):
+    if not (epath.Path(root) / "library.json").exists():
       raise LibraryError(f"{source} is not an exported prompt library (no library.json).")
     incoming = PromptLibrary(root)
     target = PromptLibrary(destination, model_fingerprint=incoming.info["model_fingerprint"],
@@ -229,8 +250,5 @@ def import_library(source: str, destination: str) -> PromptLibrary:
   return target
 
 
-def _atomic_write_json(path: str, data: dict) -> None:
-  tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=True, default=str)
-  os.replace(tmp, path)
+def _atomic_write_json(path: epath.Path, data: dict) -> None:
+  fileio.atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str))

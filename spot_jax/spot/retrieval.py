@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
+import io
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from spot_jax import fileio
 
 MEASURES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
 
@@ -91,12 +93,10 @@ def weighted_average_prompt(values: Mapping[str, np.ndarray], weights: Mapping[s
 
 def write_ranking_csv(path: str, target: str, rankings: Mapping[str, Sequence[Ranked]]) -> None:
   """One row per (measure, rank): target, measure, rank, source, similarity."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["target", "measure", "rank", "source", "similarity"])
-    for measure, ranking in rankings.items():
-      for rank, r in enumerate(ranking, start=1):
-        writer.writerow([target, measure, rank, r.task, f"{r.similarity:.6f}"])
-  os.replace(tmp, path)
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow(["target", "measure", "rank", "source", "similarity"])
+  for measure, ranking in rankings.items():
+    for rank, r in enumerate(ranking, start=1):
+      writer.writerow([target, measure, rank, r.task, f"{r.similarity:.6f}"])
+  fileio.atomic_write(path, text.getvalue())  # local or gs://

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
+import io
 import warnings
 from typing import Mapping, Sequence
 
@@ -19,6 +19,7 @@ import numpy as np
 import scipy.cluster.hierarchy
 import scipy.stats
 
+from spot_jax import fileio
 from spot_jax.spot import retrieval
 
 RETRIEVAL_KS = (1, 3, 6, 9, 12, 15)
@@ -128,13 +129,19 @@ def _plt():
 
 
 def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
-  os.replace(tmp, path)
+  """Header + rows as CSV at a local or gs:// path, atomically."""
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow(header)
+  writer.writerows(rows)
+  fileio.atomic_write(path, text.getvalue())
+
+
+def _save_png(fig, path: str) -> None:
+  """A matplotlib figure as PNG at a local or gs:// path (savefig itself writes local files only)."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=120)
+  fileio.atomic_write(path, buffer.getvalue())
 
 
 def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
@@ -158,7 +165,7 @@ def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], 
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # long task names: tight_layout does its best
     fig.tight_layout()
-  fig.savefig(path_stem + ".png", dpi=120)
+  _save_png(fig, path_stem + ".png")
   plt.close(fig)
   return path_stem + ".png", path_stem + ".csv"
 
@@ -191,6 +198,6 @@ def save_scatter(path_stem: str, points: Sequence[tuple[str, str, float, float]]
   if stats:
     ax.set_title(f"Pearson r = {stats['pearson_r']:.2f} (p = {stats['pearson_p']:.3g})")
   fig.tight_layout()
-  fig.savefig(path_stem + ".png", dpi=120)
+  _save_png(fig, path_stem + ".png")
   plt.close(fig)
   return stats
