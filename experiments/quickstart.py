@@ -34,14 +34,21 @@ def get_config(arg=None):
   c.data.eval_max_examples = 200
   c.data.eval_batch_size = 100
 
-  # Target runs are short on purpose: SPoT's gain is a better start, visible within a small budget.
+  # Every prompt (sources, target baselines) starts from the same random-uniform draw per seed, so
+  # task embeddings differ only by what the task taught them.
+  c.prompt_init.kind = "random_uniform"
+  # Target runs are a small budget on purpose: from a random start these targets reach their ceiling
+  # in 15-20 steps (measured), so SPoT's gain here is the better start, visible within 10 steps.
   c.train.prompt_length = 10
   c.train.batch_size = 32
-  c.train.num_train_steps = 60
-  c.train.eval_every = 20
-  c.train.embedding_step = 20  # task embedding = the prompt after 20 steps
-  c.train.log_every = 20
-  c.train.checkpoint_every = 60
+  c.train.num_train_steps = 10
+  c.train.eval_every = 5
+  # Task embedding = the prompt after 20 steps (sources: of their run; targets: of a separate short
+  # run, as SPoT computes a new task's embedding). Measured on these tasks: the right family ranks
+  # first for 2 of 6 targets with the prompt after 10 steps, 4 of 6 after 20 or 40.
+  c.train.embedding_step = 20
+  c.train.log_every = 10
+  c.train.checkpoint_every = 10
   c.source_steps = 150  # source prompts (the library) train longer
   c.train.keep_checkpoints = 1
   c.train.mesh_shape = (1, 1)
@@ -49,8 +56,8 @@ def get_config(arg=None):
   c.retrieval.k_average = 3
 
   if arg == "fast":  # smoke run for tests: 2 families, 1 seed, few steps
-    c.sources = ("synth_sorted_rising", "synth_compare_bigger", "synth_reverse_back")
-    c.targets = ("synth_sorted_climb",)
+    c.sources = ("synth_seven_comma", "synth_big_comma", "synth_reverse_comma")
+    c.targets = ("synth_seven_target",)
     c.seeds = (0,)
     c.report_backbone = False
     c.backbone.steps = 30

@@ -30,7 +30,8 @@ from spot_jax.checkpoints import hf
 from spot_jax.data import pipeline, synthetic, tasks as tasks_lib, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
-from spot_jax.spot import retrieval, transferability as tr
+from spot_jax.checkpoints import prompts as prompt_io
+from spot_jax.spot import indicators, retrieval, transferability as tr
 
 
 def _log(start: float, message: str) -> None:
@@ -102,10 +103,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   # (c) targets. First seed: the full grid (baseline with random init, whose early prompt is the task
   # embedding, + transfer from every source). Every seed: vocab init, retrieved top-1, oracle source
   # (the grid's best), top-k weighted average.
-  grid_cfg = ml_collections.ConfigDict(config.to_dict())
-  grid_cfg.prompt_init.kind = "random_uniform"
-  runs = jobs.transfer_grid(grid_cfg, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
-                            targets=targets, seeds=seeds[:1], verbose=config.verbose)
+  runs = jobs.transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
+                            targets=targets, seeds=seeds[:1], embed_targets=False, verbose=config.verbose)
+  for seed, target in itertools.product(seeds, targets):  # SPoT's target embedding: its own short run
+    embed_cfg = ml_collections.ConfigDict(config.to_dict())
+    embed_cfg.train.seed = seed
+    runs.keys[(target, seed)] = jobs.target_embedding(
+        embed_cfg, os.path.join(workdir, "targets", target, f"seed{seed}", "embedding"), backbone=backbone,
+        vocab=vocab, task_name=target)
   _log(start, f"transfer grid ({len(sources)} sources x {len(targets)} targets, seed {seeds[0]}) done")
   values = {name: library.get(name).value for name in library.names()}
   rankings: dict[tuple[str, int], dict[str, list[retrieval.Ranked]]] = {}
@@ -113,8 +118,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for seed, target in itertools.product(seeds, targets):
     common = dict(backbone=backbone, vocab=vocab, target=target, seed=seed, verbose=config.verbose)
     if seed != seeds[0]:
-      jobs.train_target(grid_cfg, workdir, runs, method="baseline", init=prompt_lib.random_uniform(),
-                        keep_embedding=True, **common)
+      jobs.train_target(config, workdir, runs, method="baseline",
+                        init=jobs.make_prompt_init(config.prompt_init, backbone, vocab, target), **common)
     rankings[(target, seed)] = jobs.rank_library(library, runs.keys[(target, seed)], config.retrieval.measures)
     ranking = rankings[(target, seed)][config.retrieval.measure]
     for source in {ranking[0].task, oracle_source[target]}:
@@ -130,10 +135,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     _log(start, f"{target} seed {seed}: random init {score('baseline'):.1f}, vocab init {score('vocab_init'):.1f}, "
                 f"retrieved {ranking[0].task} {score(f'from_{ranking[0].task}'):.1f}, oracle "
                 f"{oracle_source[target]} {score(f'from_{oracle_source[target]}'):.1f}")
-  return report(config, workdir, runs, rankings, oracle_source, library, start)
+  return report(config, workdir, runs, rankings, oracle_source, library, start, backbone=backbone, vocab=vocab)
 
 
-def report(config, workdir, runs, rankings, oracle_source, library, start) -> dict[str, Any]:
+def report(config, workdir, runs, rankings, oracle_source, library, start, *, backbone: jobs.Backbone,
+           vocab: vocab_lib.SentencePieceVocab) -> dict[str, Any]:
   """The paper-style table (seed means), per-target retrieval, figures (PNG + CSV)."""
   sources, targets, seeds = list(config.sources), list(config.targets), list(config.seeds)
   first, measure = seeds[0], config.retrieval.measure
@@ -166,6 +172,7 @@ def report(config, workdir, runs, rankings, oracle_source, library, start) -> di
              tr.rer_or_nan(grid[(s, t)], grid_baselines[t])) for s in sources for t in targets
             if grid_baselines[t] < 100]
   stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
+  su_lines, indicator_rows = su_analysis(config, workdir, backbone, vocab, library, grid, grid_baselines, out)
   lines = []
   for t in targets:
     ranking = rankings[(t, first)][measure]
@@ -183,14 +190,45 @@ def report(config, workdir, runs, rankings, oracle_source, library, start) -> di
       f"Retrieval by task-embedding similarity ({measure}), seed {first}:", *lines, "",
       "Similarity vs relative error reduction over the grid: " + (
           f"Pearson r = {stats['pearson_r']:.2f} (p = {stats['pearson_p']:.2g}), Spearman rho = "
-          f"{stats['spearman_rho']:.2f}" if stats else "undefined (no variation)"),
+          f"{stats['spearman_rho']:.2f}" if stats else "undefined (no variation)"), "",
+      *su_lines, "",
       f"Files: {out}/ (table_*.csv, ranking_*.csv, transfer_rer.png/.csv, task_similarity.png/.csv, "
-      "similarity_vs_transfer.png/.csv, scores.json)", f"Wall time: {elapsed / 60:.1f} min", ""])
+      "similarity_vs_transfer.png/.csv, zero_shot_relative.png/.csv, indicator_correlations.csv/.txt, "
+      "scores.json)", f"Wall time: {elapsed / 60:.1f} min", ""])
   print(text, flush=True)
   with open(os.path.join(out, "summary.txt"), "w") as f:
     f.write(text)
   jobs.write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in scores.items()})
-  return {"rows": rows, "grid_rows": grid_rows, "correlation": stats, "wall_time_s": elapsed}
+  return {"rows": rows, "grid_rows": grid_rows, "correlation": stats, "indicators": indicator_rows,
+          "wall_time_s": elapsed}
+
+
+def su_analysis(config, workdir, backbone, vocab, library, grid, grid_baselines, out) -> tuple[list[str], list]:
+  """Su et al.'s view of the same tasks: zero-shot transfer (each source prompt used as is on each
+  target, relative to the target's own prompt) and how well each transferability indicator
+  (embedding similarities, activated-neuron overlap) predicts the measured transfer (RER)."""
+  sources, targets, first = list(config.sources), list(config.targets), config.seeds[0]
+  values = {s: library.get(s).value for s in sources}
+  own = {t: prompt_io.load_prompt(os.path.join(workdir, "targets", t, f"seed{first}", "baseline"), "best")
+         for t in targets}
+  zero = jobs.zero_shot_grid(config, backbone=backbone, vocab=vocab, prompts=values, targets=targets)
+  relative = {(s, t): 100.0 * zero[(s, t)] / grid_baselines[t] if grid_baselines[t] else float("nan")
+              for s in sources for t in targets}
+  tr.save_heatmap(os.path.join(out, "zero_shot_relative"),
+                  np.array([[relative[(s, t)] for t in targets] for s in sources]), sources, targets,
+                  "zero-shot transfer, % of the target's own prompt", "relative performance (%)")
+  related = lambda same: [v for (s, t), v in relative.items() if (synthetic.FAMILY.get(s) == synthetic.FAMILY.get(t)) == same]
+  states = indicators.activation_states(backbone.config, backbone.params, {**values, **own})
+  rer = {(s, t): tr.rer_or_nan(grid[(s, t)], grid_baselines[t]) for s in sources for t in targets}
+  rows = indicators.indicator_correlations(values, rer, target_prompts=own, activations=states)
+  indicators.write_correlations(os.path.join(out, "indicator_correlations"), rows)
+  lines = [
+      "Zero-shot transfer (Su et al.): a source prompt used as is on a target, as % of the target's own "
+      f"prompt: same-family sources {np.nanmean(related(True)):.0f}%, other families "
+      f"{np.nanmean(related(False)):.0f}% (mean over pairs).",
+      "Which indicator predicts transfer? Similarity(source prompt, the target's own prompt) vs relative "
+      f"error reduction over the seed-{first} grid:", indicators.format_correlations(rows)]
+  return lines, rows
 
 
 def _same_family_best(target: str, ranking: list[retrieval.Ranked]) -> str:

@@ -49,22 +49,22 @@ def test_train_library_retrieve_transfer(world):
   base, _ = world
   backbone = str(base / "backbone")
   source_run, library, retrieved, target_run = (str(base / n) for n in ("src", "lib", "ret", "tgt"))
-  out = _cli(world, "train", f"--config=experiments/prompt_tuning.py:task=synth_sorted_rising,hf_path={backbone},steps=4",
+  out = _cli(world, "train", f"--config=experiments/prompt_tuning.py:task=synth_seven_comma,hf_path={backbone},steps=4",
              f"--workdir={source_run}", "--config.train.embedding_step=2", "--config.train.eval_every=2")
   assert out.returncode == 0, out.stderr[-3000:]
   assert "best score" in out.stdout
   out = _cli(world, "library", "add", f"--config=experiments/prompt_tuning.py:hf_path={backbone}",
-             f"--library={library}", f"--run={source_run}", "--task=synth_sorted_rising")
+             f"--library={library}", f"--run={source_run}", "--task=synth_seven_comma")
   assert out.returncode == 0, out.stderr[-3000:]
-  assert "synth_sorted_rising" in out.stdout
+  assert "synth_seven_comma" in out.stdout
   out = _cli(world, "retrieve",
-             f"--config=experiments/targeted_spot.py:task=synth_sorted_climb,hf_path={backbone},library={library},"
+             f"--config=experiments/targeted_spot.py:task=synth_seven_target,hf_path={backbone},library={library},"
              "embedding_step=2", f"--workdir={retrieved}")
   assert out.returncode == 0, out.stderr[-3000:]
-  init = os.path.join(retrieved, "init_top1_synth_sorted_rising.npy")
+  init = os.path.join(retrieved, "init_top1_synth_seven_comma.npy")
   np.testing.assert_array_equal(prompt_io.load_npy(init), prompt_io.load_prompt(source_run, "best"))
   assert os.path.exists(os.path.join(retrieved, "ranking.csv"))
-  out = _cli(world, "train", f"--config=experiments/spot_transfer.py:task=synth_sorted_climb,hf_path={backbone},steps=2",
+  out = _cli(world, "train", f"--config=experiments/spot_transfer.py:task=synth_seven_target,hf_path={backbone},steps=2",
              f"--workdir={target_run}", "--config.prompt_init.kind=npy", f"--config.prompt_init.path={init}",
              "--config.train.eval_every=2")
   assert out.returncode == 0, out.stderr[-3000:]

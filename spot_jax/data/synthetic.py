@@ -4,47 +4,49 @@ Why this exists: the offline quickstart and the tests need tasks where *transfer
 by construction*, so that "a prompt from a related source helps more than one from an unrelated
 source" and "prompt similarity retrieves the related source" are checkable claims, not hopes.
 
-Design. A *family* is one underlying rule. Its tasks differ in surface form: the template words
-around the payload and the payload separator; within a family the label words are the base task's
-(a frozen decoder cannot be taught new output words by a prompt at toy scale — measured: prompt
-tuning on new label words stayed at chance on the 64-d backbone). Families come in pairs that
-share the payload type, template shapes *and* label words but not the rule, so every target task
-has an unrelated source that looks exactly like it (the hardest control):
+Design. Every task reads the same kind of input, a list of 3-6 digits, and a *family* is one rule
+over it. Three families answer `yes` / `no`, three answer with digits:
 
-  payload: 3-6 digits      sorted  is the list non-decreasing?        repeat  does a digit repeat?
-  payload: two numbers     compare which number is larger?            odd     which number is odd?
-  payload: 2-4 words       reverse output the words reversed          copy    output the words as given
+  seven    does the list contain a 7?           reverse  the digits in reverse order
+  big      is the first digit 5 or more?        first    the first digit
+  lowend   is the last digit 4 or less?         last     the last digit
+
+(Rules a 64-wide T5 learns well from scratch in a minute, and that read the same whatever the
+payload's format: a length rule would not, as commas double the number of tokens. Two pairs mirror
+each other, first vs last digit, so some unrelated families are "a little" related, as real
+tasks are.)
 
 Each family has 4 tasks (`synth_<family>_<variant>`):
-  base     canonical wording, for training the tiny backbone (`PRETRAIN_TASKS`)
-  2 source new wordings, for source prompts (`SOURCE_TASKS`)
-  1 target held-out wording (`TARGET_TASKS`)
-Paired families' sources share template shapes and label words; only the rule word differs, e.g.
-  synth_sorted_rising  `rising : 1 3 3 8`          -> `yes` / `no`
-  synth_repeat_twice   `twice : 4 1 7 1`           -> `yes` / `no`
-  synth_sorted_order   `in order ? 1 , 3 , 3 , 8`  -> `yes` / `no`
-  synth_sorted_climb   `does it climb 1 3 3 8`     -> `yes` / `no`   (target)
-Recommended protocol: train the backbone on `PRETRAIN_TASKS` (the rules, named by the canonical
-words), freeze it, then prompt-tune on sources and targets — their wordings are new to the model,
-so a prompt has to select the rule, which is what makes related prompts similar and transferable.
-Negatives are hard where that matters: half of the unsorted lists are sorted lists with one
-adjacent swap. Labels are balanced. Validation payloads never occur in the task's train split.
+  base     the rule *named* in the input (`sorted ? 1 , 3 , 3 , 8`), in all three payload formats;
+           the tiny backbone is model-tuned on these (`PRETRAIN_TASKS`) and then frozen.
+  comma    `1 , 3 , 3 , 8`    } sources (`SOURCE_TASKS`): the bare payload, no rule word,
+  bracket  `[ 1 3 3 8 ]`      } 3000 training examples each
+  target   `1 3 3 8`          held out (`TARGET_TASKS`): bare payload, low-resource (64 examples)
+Since source and target inputs never say which rule applies, only the prompt can: a prompt has to
+learn to stand in for the rule's name. Tasks of one family are therefore truly related (same rule,
+other surface form); tasks of different families are not, although their inputs look exactly
+alike (the hardest control: an unrelated prompt reads the same inputs and even, within a group,
+produces the same label words). The targets are low-resource, as SPoT's best-helped targets are
+(CB, COPA, WSC): from a random start, 64 examples are little evidence of which rule is meant.
+Labels are balanced. Validation payloads never occur in the task's train split.
 
-Sizes: 3000 train and 300 validation examples per task; with the 256-piece vocabulary trained
-on `corpus_lines` (78 distinct words plus the numbers 0-99) inputs are <= 23 tokens and targets
-<= 6 tokens, EOS included.
+Sizes: 3000 train (targets: 64) and 300 validation examples per task; with the 256-piece vocabulary
+trained on `corpus_lines`, inputs are <= 24 tokens and targets <= 7 tokens, EOS included.
 `prepare(data_dir)` builds all 24 configs in array_record format (idempotent, no download).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import random
 import zlib
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
 from etils import epath
 
 from spot_jax.data import mixtures as mixtures_lib
@@ -53,9 +55,15 @@ from spot_jax.data import tasks as tasks_lib
 
 DATASET = "spot_synthetic"
 TRAIN_SIZE = 3000
+TARGET_TRAIN_SIZE = 64
 VALIDATION_SIZE = 300
-_NOUNS = ("cat", "dog", "sun", "box", "cup", "hat", "pen", "map", "key", "egg", "fox", "owl", "bee", "ant", "car",
-          "bus", "toy", "bed", "jam", "ice")
+YES_NO = ("no", "yes")
+FORMATS = ("comma", "bracket", "plain")  # how the digits are written
+
+
+def format_payload(digits: list[str], fmt: str) -> str:
+  """`1 , 3 , 3 , 8` (comma), `[ 1 3 3 8 ]` (bracket) or `1 3 3 8` (plain)."""
+  return {"comma": " , ".join(digits), "bracket": f"[ {' '.join(digits)} ]", "plain": " ".join(digits)}[fmt]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +71,7 @@ class _Variant:
   family: str
   variant: str
   role: str  # "base" | "source" | "target"
-  template: str  # {p}: the payload joined by `sep`; {a}, {b}: first and last payload item
-  label_words: Optional[tuple[str, str]]  # (rule false / first, rule true / second); None: generative
-  sep: str = " "
+  fmt: Optional[str]  # payload format; None: any of FORMATS, chosen per example (base tasks)
 
   @property
   def config_name(self) -> str:
@@ -75,110 +81,90 @@ class _Variant:
   def task_name(self) -> str:
     return f"synth_{self.family}_{self.variant}"
 
+  @property
+  def label_words(self) -> Optional[tuple[str, str]]:
+    return YES_NO if self.family in CLASSIFICATION_FAMILIES else None
 
-def _family(family: str, base: tuple, sources: tuple, target: tuple) -> list[_Variant]:
-  return [_Variant(family, *base[:1], "base", *base[1:]), *(_Variant(family, s[0], "source", *s[1:]) for s in sources),
-          _Variant(family, target[0], "target", *target[1:])]
+  @property
+  def train_size(self) -> int:
+    return TARGET_TRAIN_SIZE if self.role == "target" else TRAIN_SIZE
 
+  @property
+  def description(self) -> str:
+    shown = format_payload(["1", "3", "3", "8"], self.fmt or "comma")
+    return f"`{RULE_WORDS[self.family]} {shown}`" if self.role == "base" else f"`{shown}` (rule unnamed)"
+
+
+CLASSIFICATION_FAMILIES = ("seven", "big", "lowend")
+GENERATIVE_FAMILIES = ("reverse", "first", "last")
+FAMILIES: tuple[str, ...] = CLASSIFICATION_FAMILIES + GENERATIVE_FAMILIES
+RULE_WORDS = {"seven": "has seven ?", "big": "big first ?", "lowend": "low end ?",
+              "reverse": "reverse :", "first": "first :", "last": "last :"}
 
 VARIANTS: tuple[_Variant, ...] = tuple(
-    # digit lists, yes/no rules
-    _family("sorted", ("base", "sorted ? {p}", ("no", "yes")),
-            (("rising", "rising : {p}", ("no", "yes")), ("order", "in order ? {p}", ("no", "yes"), " , ")),
-            ("climb", "does it climb {p}", ("no", "yes")))
-    + _family("repeat", ("base", "repeat ? {p}", ("no", "yes")),
-              (("twice", "twice : {p}", ("no", "yes")), ("dup", "any dup ? {p}", ("no", "yes"), " , ")),
-              ("again", "seen again {p}", ("no", "yes")))
-    # two numbers, first/second rules
-    + _family("compare", ("base", "larger : {p}", ("first", "second")),
-              (("bigger", "bigger : {p}", ("first", "second")), ("max", "max of {a} and {b} ?", ("first", "second"))),
-              ("greater", "which is greater {a} {b}", ("first", "second")))
-    + _family("odd", ("base", "odd one : {p}", ("first", "second")),
-              (("pick", "pick odd : {p}", ("first", "second")), ("which", "odd of {a} and {b} ?", ("first", "second"))),
-              ("find", "find the odd {a} {b}", ("first", "second")))
-    # word lists, generative rules
-    + _family("reverse", ("base", "reverse : {p}", None),
-              (("back", "backwards : {p}", None), ("mirror", "mirror [ {p} ]", None, " , ")),
-              ("flip", "flip these {p}", None))
-    + _family("copy", ("base", "copy : {p}", None),
-              (("echo", "echo : {p}", None), ("say", "say [ {p} ]", None, " , ")),
-              ("same", "same as {p}", None)))
+    v for f in FAMILIES for v in (_Variant(f, "base", "base", None), _Variant(f, "comma", "source", "comma"),
+                                  _Variant(f, "bracket", "source", "bracket"), _Variant(f, "target", "target", "plain")))
 
 PRETRAIN_TASKS: tuple[str, ...] = tuple(v.task_name for v in VARIANTS if v.role == "base")
 SOURCE_TASKS: tuple[str, ...] = tuple(v.task_name for v in VARIANTS if v.role == "source")
 TARGET_TASKS: tuple[str, ...] = tuple(v.task_name for v in VARIANTS if v.role == "target")
 FAMILY: dict[str, str] = {v.task_name: v.family for v in VARIANTS}
-FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS))
-# Families with the same payload type and surface forms but a different rule.
-COUNTERPART: dict[str, str] = {"sorted": "repeat", "repeat": "sorted", "compare": "odd", "odd": "compare",
-                               "reverse": "copy", "copy": "reverse"}
 _BY_CONFIG = {v.config_name: v for v in VARIANTS}
 
 
 # ----------------------------------------------------------------------------- payloads and rules
 
 
-def _digits_sorted(rng: random.Random) -> tuple[list[str], int]:
-  k = rng.randint(3, 6)
-  if rng.random() < 0.5:
-    return [str(d) for d in sorted(rng.randrange(10) for _ in range(k))], 1
-  while True:
-    xs = sorted(rng.randrange(10) for _ in range(k))
-    if rng.random() < 0.5:  # hard negative: one adjacent swap of a sorted list
-      i = rng.randrange(k - 1)
-      xs[i], xs[i + 1] = xs[i + 1], xs[i]
-    else:
-      rng.shuffle(xs)
-    if any(a > b for a, b in zip(xs, xs[1:])):
-      return [str(d) for d in xs], 0
+def _digits(rng: random.Random, k: Optional[int] = None) -> list[int]:
+  return [rng.randrange(10) for _ in range(k or rng.randint(3, 6))]
 
 
-def _digits_repeat(rng: random.Random) -> tuple[list[str], int]:
-  k = rng.randint(3, 6)
-  if rng.random() < 0.5:
-    xs = rng.sample(range(10), k - 1)
-    xs.append(rng.choice(xs))
-    rng.shuffle(xs)
-    return [str(d) for d in xs], 1
-  return [str(d) for d in rng.sample(range(10), k)], 0
+def _balanced(rule: Callable[[list[int]], int]) -> Callable[[random.Random], tuple[list[int], int]]:
+  """A sampler whose label (`rule(xs)`, 0 or 1) is 1 half of the time."""
+  def sample(rng: random.Random) -> tuple[list[int], int]:
+    want = int(rng.random() < 0.5)
+    while True:
+      xs = _digits(rng)
+      if rule(xs) == want:
+        return xs, want
+  return sample
 
 
-def _numbers_compare(rng: random.Random) -> tuple[list[str], int]:
-  a, b = rng.sample(range(100), 2)
-  return [str(a), str(b)], int(b > a)
+def _has_seven(xs: list[int]) -> int:
+  return int(7 in xs)
 
 
-def _numbers_odd(rng: random.Random) -> tuple[list[str], int]:
-  odd, even = rng.randrange(1, 100, 2), rng.randrange(0, 100, 2)
-  second = rng.random() < 0.5
-  return ([str(even), str(odd)] if second else [str(odd), str(even)]), int(second)
+def _big_first(xs: list[int]) -> int:
+  return int(xs[0] >= 5)
 
 
-def _words(rng: random.Random) -> list[str]:
-  return rng.sample(_NOUNS, rng.randint(2, 4))
+def _low_end(xs: list[int]) -> int:
+  return int(xs[-1] <= 4)
 
 
-_RULES = {
-    "sorted": _digits_sorted,
-    "repeat": _digits_repeat,
-    "compare": _numbers_compare,
-    "odd": _numbers_odd,
-    "reverse": lambda rng: (_words(rng), -1),
-    "copy": lambda rng: (_words(rng), -1),
+def _generative(rng: random.Random) -> tuple[list[int], int]:
+  return _digits(rng), -1
+
+
+RULES = {  # family -> (payload sampler, answer of a payload: label index or target text)
+    "seven": (_balanced(_has_seven), _has_seven),
+    "big": (_balanced(_big_first), _big_first),
+    "lowend": (_balanced(_low_end), _low_end),
+    "reverse": (_generative, lambda xs: " ".join(map(str, reversed(xs)))),
+    "first": (_generative, lambda xs: str(xs[0])),
+    "last": (_generative, lambda xs: str(xs[-1])),
 }
 
 
 def make_example(variant: _Variant, rng: random.Random) -> dict:
   """One example of `variant`: {'inputs', 'targets', 'payload', 'label'} (label -1: generative)."""
-  items, label = _RULES[variant.family](rng)
-  inputs = variant.template.format(p=variant.sep.join(items), a=items[0], b=items[-1])
-  if variant.label_words is not None:
-    targets = variant.label_words[label]
-  elif variant.family == "reverse":
-    targets = " ".join(reversed(items))
-  else:
-    targets = " ".join(items)
-  return {"inputs": inputs, "targets": targets, "payload": " ".join(items), "label": label}
+  sample, answer = RULES[variant.family]
+  xs, label = sample(rng)
+  digits = [str(x) for x in xs]
+  text = format_payload(digits, variant.fmt or rng.choice(FORMATS))
+  inputs = f"{RULE_WORDS[variant.family]} {text}" if variant.role == "base" else text
+  targets = variant.label_words[answer(xs)] if variant.label_words else answer(xs)
+  return {"inputs": inputs, "targets": targets, "payload": " ".join(digits), "label": label}
 
 
 def generate(config_name: str, split: str) -> list[dict]:
@@ -194,7 +180,7 @@ def generate(config_name: str, split: str) -> list[dict]:
   held_out = {ex["payload"] for ex in validation}
   rng = random.Random(zlib.crc32(f"{config_name}/train".encode()))
   train = []
-  while len(train) < TRAIN_SIZE:
+  while len(train) < variant.train_size:
     ex = make_example(variant, rng)
     if ex["payload"] not in held_out:
       train.append(ex)
@@ -211,11 +197,13 @@ class SpotSyntheticConfig(tfds.core.BuilderConfig):
 class SpotSynthetic(tfds.core.GeneratorBasedBuilder):
   """Synthetic SPoT task families (see the module docstring); generated locally, nothing downloaded."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {"1.0.0": "Six families x (base, 2 sources, 1 target).",
-                   "1.1.0": "Label words shared within a family (prompts cannot teach new outputs at toy scale)."}
+                   "1.1.0": "Label words shared within a family (prompts cannot teach new outputs at toy scale).",
+                   "2.0.0": "Six rules over one input kind; sources and targets leave the rule unnamed; "
+                            "low-resource targets."}
   BUILDER_CONFIGS = [
-      SpotSyntheticConfig(name=v.config_name, description=f"{v.role} task of family {v.family!r}: {v.template}")
+      SpotSyntheticConfig(name=v.config_name, description=f"{v.role} task of family {v.family!r}: {v.description}")
       for v in VARIANTS
   ]
 
@@ -252,13 +240,24 @@ def prepare(data_dir: str) -> None:
   """Builds every config into `data_dir` (array_record; skips those already built) and makes it
   the default data_dir of the synthetic tasks."""
   config = tfds.download.DownloadConfig(try_download_gcs=False)
-  builders = [SpotSynthetic(config=v.config_name, data_dir=data_dir) for v in VARIANTS]
-  missing = [b for b in builders if not b.is_prepared()]
-  if missing:
-    tfds.disable_progress_bar()  # 48 progress bars for a few seconds of work is noise
-    for builder in missing:
-      builder.download_and_prepare(download_config=config, file_format="array_record")
+  with _quiet_tfds():  # 24 "preparing ..." banners and warnings for a few seconds of local work are noise
+    builders = [SpotSynthetic(config=v.config_name, data_dir=data_dir) for v in VARIANTS]
+    for builder in builders:
+      if not builder.is_prepared():
+        builder.download_and_prepare(download_config=config, file_format="array_record")
   tasks_lib.set_data_dir(DATASET, data_dir)
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+  tfds.disable_progress_bar()
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    absl_logging.set_verbosity(verbosity)
 
 
 def corpus_lines(data_dir: str, per_task: int = 400) -> list[str]:
@@ -286,7 +285,7 @@ def _register() -> None:
         v.task_name, source, pp.passthrough(label_key="label" if classification else None),
         metric_names=("accuracy",), label_words=v.label_words,
         postprocessor="label" if classification else "text",
-        description=f"Synthetic {v.role} task of family {v.family!r}: `{v.template}`."))
+        description=f"Synthetic {v.role} task of family {v.family!r}: {v.description}."))
   register = mixtures_lib.register_mixture
   register(mixtures_lib.Mixture("synth_pretrain", PRETRAIN_TASKS, tuple(1.0 for _ in PRETRAIN_TASKS)))
   register(mixtures_lib.Mixture("synth_sources", SOURCE_TASKS, tuple(1.0 for _ in SOURCE_TASKS)))
