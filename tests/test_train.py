@@ -174,3 +174,12 @@ def test_corrupted_latest_checkpoint_falls_back(tiny, tmp_path):
   assert [q.name.split("-")[0] for q in quarantined] == ["4"]  # moved aside, not deleted
   ref = prompt_io.load_prompt(str(tmp_path / "ref"), "final")
   np.testing.assert_array_equal(result.prompt, ref)
+
+
+def test_relative_workdir_checkpoints_and_resumes(tiny, tmp_path, monkeypatch):
+  # The quickstart's default is `--workdir=runs/quickstart`; Orbax refuses relative paths on its own.
+  monkeypatch.chdir(tmp_path)
+  first = _train(tiny, "runs/rel", checkpoint_every=5)
+  assert (tmp_path / "runs/rel/checkpoints/5").is_dir()
+  again = _train(tiny, "runs/rel", checkpoint_every=5)  # finished run: restores, trains nothing
+  np.testing.assert_array_equal(again.prompt, first.prompt)

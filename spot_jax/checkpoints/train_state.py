@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any, Optional
 
@@ -25,7 +26,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
-from spot_jax import distributed
+from spot_jax import distributed, fileio
 
 QUARANTINE_DIR = "corrupt_checkpoints"
 
@@ -38,7 +39,8 @@ class TrainCheckpointer:
   """Saves every `save_every` steps, keeps the last `keep`; restores the newest readable one."""
 
   def __init__(self, directory: str, save_every: int, keep: int):
-    self.directory = epath.Path(directory)
+    # Orbax wants absolute paths (`runs/x` fails inside tensorstore); gs:// paths stay as given.
+    self.directory = epath.Path(os.path.abspath(directory) if fileio.is_local(directory) else directory)
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every, max_to_keep=keep, create=True, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
