@@ -8,34 +8,18 @@ import pytest
 
 from spot_jax import decoding
 from spot_jax.models import t5
+from tests import train_fixtures as fx
 
 D_MODEL = 32
 MAX_LEN = 7
 EOS_BIAS = 0.3
 
 
-def _random_params(cfg, seed=0):
-  """Params in `t5.init_params`' layout, filled by numpy (std fan_in**-0.5, norm scales 1).
-
-  `t5.init_params` runs and compiles the whole forward pass (~10 s on two busy cores); decoding only
-  needs fixed, well-scaled weights, so only the layout comes from the model (`eval_shape`, no compile).
-  """
-  rng = np.random.default_rng(seed)
-  layout = jax.eval_shape(lambda: t5.init_params(cfg, jax.random.key(0)))
-
-  def fill(path, leaf):
-    if jax.tree_util.keystr(path).endswith("['scale']"):
-      return np.ones(leaf.shape, np.float32)
-    return (rng.normal(size=leaf.shape) * leaf.shape[0]**-0.5).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, layout)
-
-
 @pytest.fixture(scope="module")
 def model_params():
   cfg = t5.get_config("tiny", vocab_size=64, dropout_rate=0.0, d_model=D_MODEL, num_heads=2, d_kv=16, d_ff=64,
                       num_encoder_layers=1, num_decoder_layers=2)
-  params = _random_params(cfg)
+  params = fx.random_params(cfg)
   # Make EOS likely so rows stop at different steps (checked in the greedy test).
   params["decoder"]["logits_dense"]["kernel"][:, 1] += EOS_BIAS
   return t5.T5(cfg), params

@@ -17,6 +17,7 @@ from spot_jax.models.prompt import PromptShapeError
 from spot_jax.spot import indicators as ind
 from spot_jax.spot import retrieval
 from tests import hf_reference
+from tests import train_fixtures as fx
 
 # ----------------------------------------------------------------------------- embedding indicators
 
@@ -66,24 +67,10 @@ def test_spot_measures_are_reused_and_every_indicator_is_a_similarity():
 # ----------------------------------------------------------------------------- activated neurons
 
 
-def _random_params(cfg, seed=0):
-  """Params in `t5.init_params`' layout (via eval_shape: no compile, which takes ~15 s on two busy
-  cores) filled by numpy: kernels std fan_in**-0.5, norm scales 1 + N(0, 0.3) so a mix-up shows."""
-  rng = np.random.default_rng(seed)
-  layout = jax.eval_shape(lambda: t5.init_params(cfg, jax.random.key(0)))
-
-  def fill(path, leaf):
-    if jax.tree_util.keystr(path).endswith("['scale']"):
-      return (1 + 0.3 * rng.normal(size=leaf.shape)).astype(np.float32)
-    return (rng.normal(size=leaf.shape) * leaf.shape[0]**-0.5).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, layout)
-
-
 @pytest.fixture(scope="module")
 def tiny():
   cfg = t5.get_config("tiny", vocab_size=64, num_encoder_layers=2, num_decoder_layers=3)
-  return cfg, _random_params(cfg)
+  return cfg, fx.random_params(cfg, scale_std=0.3)
 
 
 def _random_prompts(cfg, n=3, length=3, seed=0):

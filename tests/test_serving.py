@@ -3,13 +3,13 @@ ensemble in one batch equals running each prompt separately and voting in numpy.
 
 import collections
 
-import jax
 import numpy as np
 import pytest
 
 from spot_jax import decoding, serving
 from spot_jax.models import t5
 from spot_jax.models.prompt import PromptShapeError
+from tests import train_fixtures as fx
 
 D_MODEL = 32
 PROMPT_LEN = 4
@@ -18,24 +18,11 @@ TASK_OF_ROW = np.array([0, 1, 2, 1, 0, 2], np.int32)  # a mixed batch: rows of 3
 TASK_LABELS = [[[5], [7, 9]], [[11, 12, 13], [5], [20]], [[7, 9], [30]]]  # per task; shared labels overlap
 
 
-def _random_params(cfg, seed=0):
-  """Params in `t5.init_params`' layout (via eval_shape, no compile) filled by numpy: std fan_in**-0.5."""
-  rng = np.random.default_rng(seed)
-  layout = jax.eval_shape(lambda: t5.init_params(cfg, jax.random.key(0)))
-
-  def fill(path, leaf):
-    if jax.tree_util.keystr(path).endswith("['scale']"):
-      return np.ones(leaf.shape, np.float32)
-    return (rng.normal(size=leaf.shape) * leaf.shape[0]**-0.5).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, layout)
-
-
 @pytest.fixture(scope="module")
 def model_params():
   cfg = t5.get_config("tiny", vocab_size=64, dropout_rate=0.0, d_model=D_MODEL, num_heads=2, d_kv=16, d_ff=64,
                       num_encoder_layers=1, num_decoder_layers=2)
-  params = _random_params(cfg)
+  params = fx.random_params(cfg)
   params["decoder"]["logits_dense"]["kernel"][:, 1] += 0.3  # EOS likely: rows stop at different steps
   return t5.T5(cfg), params
 

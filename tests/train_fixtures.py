@@ -17,6 +17,22 @@ def tiny_model(seed: int = 0):
   return cfg, jax.tree.map(np.asarray, t5.init_params(cfg, jax.random.key(seed)))
 
 
+def random_params(cfg: t5.T5Config, seed: int = 0, scale_std: float = 0.0) -> dict:
+  """Params in `t5.init_params`' layout, filled by numpy: kernels std fan_in**-0.5, norm scales
+  1 + N(0, scale_std). Only the layout comes from the model (`eval_shape`): `t5.init_params` compiles
+  the whole forward pass (~10-15 s on two busy cores), and inference tests only need well-scaled weights."""
+  rng = np.random.default_rng(seed)
+  layout = jax.eval_shape(lambda: t5.init_params(cfg, jax.random.key(0)))
+
+  def fill(path, leaf):
+    if jax.tree_util.keystr(path).endswith("['scale']"):
+      return (1 + scale_std * rng.normal(size=leaf.shape)).astype(np.float32) if scale_std else np.ones(
+          leaf.shape, np.float32)
+    return (rng.normal(size=leaf.shape) * leaf.shape[0]**-0.5).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(fill, layout)
+
+
 class ArrayIterator:
   """Batch i is a pure function of (seed, i): the position is the whole state."""
 
