@@ -208,6 +208,7 @@ def _project() -> None:
     del argv
     from spot_jax import jobs
     config = FLAGS.config
+    _start(config)
     backbone, vocab = _backbone_and_vocab(config)  # the target model
     source = config.source_model.get("hf_path")  # only to check that the source library is that model's
     fingerprint = jobs.load_backbone(config.source_model).fingerprint if source else None
