@@ -42,7 +42,7 @@ import dataclasses
 import io
 import random
 import zlib
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -236,15 +236,16 @@ class SpotSynthetic(tfds.core.GeneratorBasedBuilder):
       yield f"{split}-{i}", ex
 
 
-def prepare(data_dir: str) -> None:
-  """Builds every config into `data_dir` (array_record; skips those already built) and makes it
-  the default data_dir of the synthetic tasks."""
+def prepare(data_dir: str, file_format: str = "array_record", configs: Optional[Sequence[str]] = None) -> None:
+  """Builds the configs (default: all) into `data_dir` (skips those already built) and makes it the
+  default data_dir of the synthetic tasks. `file_format="tfrecord"` gives the layout most of the
+  TFDS catalog (C4 included) is prepared in, to exercise that reader."""
   config = tfds.download.DownloadConfig(try_download_gcs=False)
   with _quiet_tfds():  # 24 "preparing ..." banners and warnings for a few seconds of local work are noise
-    builders = [SpotSynthetic(config=v.config_name, data_dir=data_dir) for v in VARIANTS]
-    for builder in builders:
+    names = [v.config_name for v in VARIANTS] if configs is None else list(configs)
+    for builder in [SpotSynthetic(config=name, data_dir=data_dir) for name in names]:
       if not builder.is_prepared():
-        builder.download_and_prepare(download_config=config, file_format="array_record")
+        builder.download_and_prepare(download_config=config, file_format=file_format)
   tasks_lib.set_data_dir(DATASET, data_dir)
 
 

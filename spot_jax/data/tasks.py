@@ -9,8 +9,10 @@ A small seqio-like registry answers them without seqio's dependencies.
 
 Sources are random-access (`len(source)`, `source[i]`): that is what makes the pipeline's order
 deterministic, its per-host shards disjoint and its position a couple of integers.
-- `TfdsSource`: a TFDS dataset prepared in `array_record` format (`tfds.data_source`). A dataset
-  prepared as TFRecord can be converted in place:
+- `TfdsSource`: a prepared TFDS dataset. array_record (and parquet) datasets are read through
+  `tfds.data_source`; TFRecord datasets (C4 and most of the catalog) through `data.tfrecord`, which
+  indexes each file's record offsets on first use (4 bytes per record in memory). For very large
+  TFRecord datasets converting is cheaper on memory:
   `tfds convert_format --root_data_dir=DATA_DIR --out_file_format=array_record`.
 - `LocalFileSource`: `<data_dir>/<dir>/<split>.jsonl` (or `.tsv` / `.csv` with a header row), one
   example per line. Use it for your own tasks, e.g.
@@ -125,29 +127,32 @@ class TfdsSource:
 
     data_dir = _tfds_data_dir(dataset, data_dir)
     try:
-      return _TfdsExamples.wrap(tfds.data_source(dataset, split=split, data_dir=data_dir, download=False))
-    except NotImplementedError as e:  # not prepared, or prepared as TFRecord
-      builder = tfds.builder(dataset, data_dir=data_dir)
-      if builder.is_prepared():
+      try:
+        return _TfdsExamples.wrap(tfds.data_source(dataset, split=split, data_dir=data_dir, download=False))
+      except NotImplementedError as e:  # not prepared, or prepared as TFRecord
+        builder = tfds.builder(dataset, data_dir=data_dir)
+        if builder.is_prepared() and builder.info.file_format == tfds.core.FileFormat.TFRECORD:
+          return _TfdsExamples.from_tfrecord(builder, split)
+        if builder.is_prepared():
+          raise DataNotFoundError(
+              f"TFDS dataset {dataset!r} in {builder.data_dir} is stored as {builder.info.file_format}, which "
+              "spot_jax cannot read by index. Convert it with `tfds convert_format "
+              f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record`.") from e
         raise DataNotFoundError(
-            f"TFDS dataset {dataset!r} in {builder.data_dir} is stored as {builder.info.file_format}; "
-            "spot_jax reads it by random access, which needs array_record. Convert it with "
-            f"`tfds convert_format --dataset_version_dir={builder.data_dir} --out_file_format=array_record` "
-            "or rebuild it with `tfds build --file_format=array_record`.") from e
-      raise DataNotFoundError(
-          f"TFDS dataset {dataset!r} is not prepared in data_dir {builder.data_dir_root!r} (no downloads "
-          f"happen here). Prepare it with `tfds build {dataset} --file_format=array_record "
-          "--data_dir=DIR` (or copy it there), then pass data_dir=DIR or set $TFDS_DATA_DIR.") from e
-    except ValueError as e:
+            f"TFDS dataset {dataset!r} is not prepared in data_dir {builder.data_dir_root!r} (no downloads "
+            f"happen here). Prepare it with `tfds build {dataset} --file_format=array_record "
+            "--data_dir=DIR` (or copy it there), then pass data_dir=DIR or set $TFDS_DATA_DIR.") from e
+    except (ValueError, KeyError) as e:
       if "split" in str(e).lower():
         raise DataNotFoundError(f"TFDS dataset {dataset!r} has no split {split!r}: {e}") from e
       raise
 
 
 class _TfdsExamples:
-  """Random access to a TFDS data source, faster than its own `__getitem__`.
+  """Random access to the serialized examples of a TFDS dataset, faster than TFDS's `__getitem__`.
 
-  - `read_many` reads records in one batched array_record call (~25 us each instead of ~80).
+  - `read_many` reads records in one batched call (array_record: ~25 us each instead of ~80;
+    TFRecord: each file once, in offset order).
   - If every feature is a scalar (Text, ClassLabel, Scalar), records are decoded straight from the
     tf.train.Example proto (~10 us instead of TFDS's generic ~140 us); otherwise TFDS decodes.
   Values are what TFDS gives (`bytes` for text). Under `tfds.testing.mock_data` the records are
@@ -156,11 +161,12 @@ class _TfdsExamples:
 
   _KINDS = {"Text": "bytes", "ClassLabel": "int", "Scalar": None, "Tensor": None}
 
-  def __init__(self, source):
-    self._source, self._records = source, source.data_source
-    self._batched = type(self._records).__module__.startswith("array_record")
-    features = source.dataset_info.features
-    self._kinds = None if source.decoders else self._flat_kinds(features)
+  def __init__(self, records, features, decoders=None, length: Optional[int] = None):
+    self._records = records
+    self._length = len(records) if length is None else length  # a TFDS data source knows its own length
+    # array_record reads a list of indices in one call; our TFRecord reader has read_many
+    self._batched = type(records).__module__.startswith(("array_record", "spot_jax.data.tfrecord"))
+    self._kinds = None if decoders else self._flat_kinds(features)
     self._features = features
     if self._kinds is not None:
       from tensorflow_datasets.proto import tf_example_pb2
@@ -171,7 +177,18 @@ class _TfdsExamples:
     """`source` wrapped if it is a TFDS data source with readable records; anything else as is."""
     if not (hasattr(source, "data_source") and hasattr(source, "dataset_info")):
       return source
-    return cls(source)
+    return cls(source.data_source, source.dataset_info.features, source.decoders, len(source))
+
+  @classmethod
+  def from_tfrecord(cls, builder, split: str) -> "_TfdsExamples":
+    """A TFRecord-prepared TFDS dataset's split (slicing such as `train[:10%]` included), in the
+    order `tfds.data_source` would give had it been array_record."""
+    from spot_jax.data import tfrecord
+    instructions = builder.info.splits[split].file_instructions
+    shards = [tfrecord.Shard(str(fi.filename), int(fi.skip),
+                             int(fi.take) if fi.take >= 0 else int(fi.examples_in_shard) - int(fi.skip))
+              for fi in instructions]
+    return cls(tfrecord.TfRecordReader(shards), builder.info.features)
 
   @classmethod
   def _flat_kinds(cls, features) -> Optional[dict[str, str]]:
@@ -205,7 +222,7 @@ class _TfdsExamples:
     return out
 
   def __len__(self) -> int:
-    return len(self._source)
+    return self._length
 
   def __getitem__(self, index: int) -> Mapping[str, Any]:
     return self._decode(self._records[int(index)])
@@ -214,7 +231,11 @@ class _TfdsExamples:
     indices = [int(i) for i in indices]
     if not indices:
       return []
-    records = self._records.__getitems__(indices) if self._batched else [self._records[i] for i in indices]
+    if not self._batched:
+      records = [self._records[i] for i in indices]
+    else:
+      read = getattr(self._records, "read_many", None) or self._records.__getitems__
+      records = read(indices)
     return [self._decode(r) for r in records]
 
 
