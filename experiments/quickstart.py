@@ -54,6 +54,9 @@ def get_config(arg=None):
   c.train.mesh_shape = (1, 1)
 
   c.retrieval.k_average = 3
+  c.retrieval.k_mixture = 3
+  c.retrieval.mixture_steps = 60  # the sources reach their ceiling in ~40 steps
+  c.retrieval.mixture_eval_every = 20
 
   if arg == "fast":  # smoke run for tests: 2 families, 1 seed, few steps
     c.sources = ("synth_seven_comma", "synth_big_comma", "synth_reverse_comma")
@@ -68,6 +71,8 @@ def get_config(arg=None):
     c.train.log_every = 3
     c.train.checkpoint_every = 6
     c.source_steps = 8
+    c.retrieval.mixture_steps = 4
+    c.retrieval.mixture_eval_every = 2
     c.data.eval_max_examples = 20
     c.data.eval_batch_size = 20
   return c

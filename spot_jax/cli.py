@@ -141,7 +141,11 @@ def _library() -> None:
   app.run(main)
 
 
-@command("retrieve", "Rank the library's sources for config.task and write the chosen init.")
+STRATEGIES = ("best_of_top_k", "weighted_average", "mixture")
+
+
+@command("retrieve", "Rank the library's sources for config.task and write the chosen init: init_top<r>_<source>.npy "
+                     "(best_of_top_k), init.npy (weighted_average; mixture, after tuning on the top-k + target mixture).")
 def _retrieve() -> None:
   _config_and_workdir()
   flags.DEFINE_string("embedding", None, "The target's task embedding (.npy); default: a short run on it.")
@@ -152,6 +156,8 @@ def _retrieve() -> None:
     from spot_jax.checkpoints import prompts as prompt_io
     from spot_jax.spot import library as library_lib, retrieval
     config = FLAGS.config
+    if config.retrieval.strategy not in STRATEGIES:
+      raise app.UsageError(f"Unknown retrieval.strategy {config.retrieval.strategy!r}; choose one of {STRATEGIES}.")
     _start(config)
     backbone, vocab = _backbone_and_vocab(config)
     lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
@@ -173,7 +179,13 @@ def _retrieve() -> None:
       chosen = [f"{n} (w={w:.3f})" for n, w in weights.items()]
       if primary:
         prompt_io.save_npy(os.path.join(FLAGS.workdir, "init.npy"), init)
-    else:  # best_of_top_k / mixture: the top-k sources; one init per source
+    elif config.retrieval.strategy == "mixture":  # a prompt tuned on the top-k sources' data + the target's
+      chosen = [r.task for r in retrieval.top_k(ranking, k)]
+      init = jobs.mixture_prompt(config, os.path.join(FLAGS.workdir, "mixture_run"), backbone=backbone, vocab=vocab,
+                                 target=config.task, sources=chosen, verbose=True)
+      if primary:
+        prompt_io.save_npy(os.path.join(FLAGS.workdir, "init.npy"), init)
+    else:  # best_of_top_k: one init per source; the target is tuned from each, the best kept
       chosen = [r.task for r in retrieval.top_k(ranking, k)]
       for rank, name in enumerate(chosen, start=1):
         if primary:

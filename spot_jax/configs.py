@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 from spot_jax import distributed, train
+from spot_jax.data import mixtures
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -52,6 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrieval.strategy = "best_of_top_k"  # best_of_top_k | weighted_average | mixture
   c.retrieval.k = 1
   c.retrieval.targets = ()
+  # mixture strategy: source prompt tuning on the top-k sources + the target, examples-proportional
+  c.retrieval.mixture_steps = 0  # 0 = train.num_train_steps
+  c.retrieval.mixture_cap = mixtures.DEFAULT_CAP  # T5's cap on a task's examples when computing rates
 
   c.grid = ml_collections.ConfigDict()
   c.grid.sources = ()

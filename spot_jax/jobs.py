@@ -3,7 +3,7 @@
 Why: every user-facing command (train, eval, library build, retrieve, transfer, grid, quickstart)
 is a few lines over these functions; none has its own loop — all training goes through
 `spot_jax.train`. Configs are ml_collections ConfigDicts from `experiments/` (see
-`experiments/common.py` for the fields).
+`spot_jax/configs.py` for the fields).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from spot_jax import decoding, distributed, fileio, train
 from spot_jax.checkpoints import hf
 from spot_jax.checkpoints import prompts as prompt_io
-from spot_jax.data import pipeline, tasks as tasks_lib, vocab as vocab_lib
+from spot_jax.data import mixtures as mixtures_lib, pipeline, tasks as tasks_lib, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
 from spot_jax.spot import library as library_lib
@@ -196,6 +196,28 @@ def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray, mea
                  exclude: Sequence[str] = ()) -> dict[str, list[retrieval.Ranked]]:
   keys = library.keys()
   return {m: retrieval.rank_sources(target_key, keys, m, exclude=exclude) for m in measures}
+
+
+def mixture_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                   vocab: vocab_lib.SentencePieceVocab, target: str, sources: Sequence[str],
+                   seed: Optional[int] = None, verbose: bool = False) -> np.ndarray:
+  """SPoT's top-k multi-task mixture strategy, first half: prompt tuning on the retrieved sources'
+  data mixed with the target's (examples-proportional, cap `retrieval.mixture_cap`), from
+  `config.prompt_init`, for `retrieval.mixture_steps` steps; the best prompt by the target's
+  validation score is returned, to initialise the target run. The mixture is registered as
+  `spot_mixture:<target>:<source>+<source>...`."""
+  name = f"spot_mixture:{target}:{'+'.join(sources)}"
+  if not mixtures_lib.is_mixture(name):
+    mixtures_lib.register_mixture(mixtures_lib.Mixture(name, tuple(sources) + (target,),
+                                                       cap=config.retrieval.mixture_cap))
+  cfg = ml_collections.ConfigDict(config.to_dict())
+  cfg.train.num_train_steps = config.retrieval.mixture_steps or config.train.num_train_steps
+  cfg.train.embedding_step = 0
+  if seed is not None:
+    cfg.train.seed = seed
+  train_prompt(cfg, workdir, backbone=backbone, vocab=vocab, task_name=name, evaluate_on=target,
+               name=f"{target}/mixture", verbose=verbose)
+  return prompt_io.load_prompt(workdir, "best" if cfg.train.eval_every else "final")
 
 
 def write_json(path: str, data: Any) -> None:

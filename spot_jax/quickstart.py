@@ -8,7 +8,8 @@ minutes, with honest numbers. The steps are the paper's, scaled down:
   (c) for each held-out target task and seed: prompt tuning from random / sampled-vocabulary init
       (the baselines; its early prompt is the target's task embedding), retrieval by task-embedding
       similarity, transfer from every library prompt (the grid: gives the oracle and best-of-top-k),
-      and the top-3 weighted-average init;
+      the top-3 weighted-average init, and the top-3 multi-task mixture (a prompt tuned on the
+      three retrieved sources' data mixed with the target's, then tuned on the target);
   (d) the paper-style table, the retrieval ranking, heatmaps/scatter (PNG + CSV).
 Every training call goes through `spot_jax.train`. Re-running with the same workdir reuses what is
 finished (backbone, library entries, runs) and resumes what is not.
@@ -115,6 +116,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   values = {name: library.get(name).value for name in library.names()}
   rankings: dict[tuple[str, int], dict[str, list[retrieval.Ranked]]] = {}
   oracle_source = {t: max(sources, key=lambda s: runs.scores[(f"from_{s}", t, seeds[0])]) for t in targets}
+  mixture_cfg = ml_collections.ConfigDict(config.to_dict())  # top-k mixture source runs: fewer evaluations
+  mixture_cfg.train.eval_every = config.retrieval.mixture_eval_every
   for seed, target in itertools.product(seeds, targets):
     common = dict(backbone=backbone, vocab=vocab, target=target, seed=seed, verbose=config.verbose)
     if seed != seeds[0]:
@@ -129,6 +132,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     weights = retrieval.weighted_average_weights(ranking, config.retrieval.k_average)
     jobs.train_target(config, workdir, runs, method="weighted_average",
                       init=prompt_lib.from_array(retrieval.weighted_average_prompt(values, weights)), **common)
+    top = [r.task for r in retrieval.top_k(ranking, config.retrieval.k_mixture)]
+    mixed = jobs.mixture_prompt(mixture_cfg, os.path.join(workdir, "targets", target, f"seed{seed}", "mixture_source"),
+                                backbone=backbone, vocab=vocab, target=target, sources=top, seed=seed)
+    jobs.train_target(config, workdir, runs, method="mixture", init=prompt_lib.from_array(mixed), **common)
     jobs.train_target(config, workdir, runs, method="vocab_init",
                       init=prompt_lib.sampled_vocab(backbone.params["token_embedder"]), **common)
     score = lambda method: runs.scores[(method, target, seed)]
@@ -157,7 +164,9 @@ def report(config, workdir, runs, rankings, oracle_source, library, start, *, ba
       extra={"prompt tuning, vocab init": {t: mean(lambda s: "vocab_init", t) for t in targets},
              "SPoT: retrieved top-1": {t: mean(retrieved(t), t) for t in targets},
              f"SPoT: top-{config.retrieval.k_average} weighted average": {t: mean(lambda s: "weighted_average", t)
-                                                                          for t in targets}})
+                                                                          for t in targets},
+             f"SPoT: top-{config.retrieval.k_mixture} multi-task mixture": {t: mean(lambda s: "mixture", t)
+                                                                            for t in targets}})
   grid_rows = tr.retrieval_table(grid_baselines, grid, {t: rankings[(t, first)][measure] for t in targets},
                                  ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
   tr.write_table_csv(os.path.join(out, "table_seed_mean.csv"), rows)

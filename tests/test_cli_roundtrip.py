@@ -1,6 +1,7 @@
 """CLI round trip on a tiny backbone and the synthetic tasks: train a source prompt -> library add ->
 retrieve for a target -> transfer to the target from the retrieved prompt; plus config errors."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -71,6 +72,28 @@ def test_train_library_retrieve_transfer(world):
   assert prompt_io.load_prompt(target_run, "final").shape == (4, 32)
   out = _cli(world, "library", "list", f"--library={library}")
   assert out.returncode == 0 and "1 entries" in out.stdout
+
+  # The top-k multi-task mixture strategy: a prompt tuned on the retrieved source's data mixed with
+  # the target's (its checkpointed data position counts examples of both), saved as init.npy. The cap
+  # of 64 examples per task makes the rates 1:1 (uncapped, the target's 64 of 3064 would be ~2%).
+  mixed = str(base / "ret_mixture")
+  out = _cli(world, "retrieve",
+             f"--config=experiments/targeted_spot.py:task=synth_seven_target,hf_path={backbone},library={library},"
+             "embedding_step=2,strategy=mixture", f"--workdir={mixed}", "--config.retrieval.mixture_steps=6",
+             "--config.train.eval_every=3", "--config.train.checkpoint_every=6",
+             "--config.retrieval.mixture_cap=64")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "strategy mixture, k=1: synth_seven_comma" in out.stdout
+  init = prompt_io.load_npy(os.path.join(mixed, "init.npy"))
+  np.testing.assert_array_equal(init, prompt_io.load_prompt(os.path.join(mixed, "mixture_run"), "best"))
+  assert not np.allclose(init, prompt_io.load_prompt(source_run, "best"))
+  with open(os.path.join(mixed, "mixture_run", "checkpoints", "6", "data", "metadata")) as f:
+    per_task = json.load(f)["per_process"][0]["counts"]["per_task"]
+  assert set(per_task) == {"synth_seven_comma", "synth_seven_target"} and sum(per_task.values()) == 6 * 8
+  assert min(per_task.values()) >= 12  # 24 expected of each
+  out = _cli(world, "retrieve", f"--config=experiments/targeted_spot.py:task=synth_seven_target,hf_path={backbone},"
+             f"library={library},strategy=mix", f"--workdir={mixed}")
+  assert out.returncode != 0 and "Unknown retrieval.strategy 'mix'" in out.stderr
 
 
 def test_unknown_config_key_is_a_clear_error(world):
