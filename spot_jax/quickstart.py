@@ -26,7 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from spot_jax import jobs, train
+from spot_jax import fileio, jobs, train
 from spot_jax.checkpoints import hf
 from spot_jax.data import pipeline, synthetic, tasks as tasks_lib, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
@@ -205,8 +205,7 @@ def report(config, workdir, runs, rankings, oracle_source, library, start, *, ba
       "similarity_vs_transfer.png/.csv, zero_shot_relative.png/.csv, indicator_correlations.csv/.txt, "
       "scores.json)", f"Wall time: {elapsed / 60:.1f} min", ""])
   print(text, flush=True)
-  with open(os.path.join(out, "summary.txt"), "w") as f:
-    f.write(text)
+  fileio.atomic_write(os.path.join(out, "summary.txt"), text)
   jobs.write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in scores.items()})
   return {"rows": rows, "grid_rows": grid_rows, "correlation": stats, "indicators": indicator_rows,
           "wall_time_s": elapsed}
