@@ -106,12 +106,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   # (the grid's best), top-k weighted average.
   runs = jobs.transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
                             targets=targets, seeds=seeds[:1], embed_targets=False, verbose=config.verbose)
-  for seed, target in itertools.product(seeds, targets):  # SPoT's target embedding: its own short run
-    embed_cfg = ml_collections.ConfigDict(config.to_dict())
-    embed_cfg.train.seed = seed
-    runs.keys[(target, seed)] = jobs.target_embedding(
-        embed_cfg, os.path.join(workdir, "targets", target, f"seed{seed}", "embedding"), backbone=backbone,
-        vocab=vocab, task_name=target)
+  for target in targets:
+    # SPoT's target embedding: its own short run, made once per task exactly as the library's keys
+    # were (same seed, so the same init draw): the keys then differ only by what each task taught.
+    key = jobs.target_embedding(config, os.path.join(workdir, "targets", target, "embedding"), backbone=backbone,
+                                vocab=vocab, task_name=target)
+    runs.keys.update({(target, seed): key for seed in seeds})
   _log(start, f"transfer grid ({len(sources)} sources x {len(targets)} targets, seed {seeds[0]}) done")
   values = {name: library.get(name).value for name in library.names()}
   rankings: dict[tuple[str, int], dict[str, list[retrieval.Ranked]]] = {}
