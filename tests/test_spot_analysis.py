@@ -2,6 +2,7 @@
 table against hand-computed values; figures written as PNG + CSV."""
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -71,6 +72,9 @@ def test_retrieval_table_by_hand():
   assert rows["weighted average"].relative_change == pytest.approx(100 * (0.125 + 0.0) / 2)
   text = tr.format_table(list(rows.values()))
   assert "best of top-1" in text and "77.50" in text
+  long = dataclasses.replace(rows["oracle"], method="a method name longer than the default column")
+  lines = tr.format_table([rows["oracle"], long]).splitlines()
+  assert len(lines[1]) == len(lines[2]) == len(lines[0])  # columns stay aligned
 
 
 def test_rer_matrix_marks_missing_cells():

@@ -91,8 +91,9 @@ def retrieval_table(baselines: Mapping[str, float], transfer: Mapping[tuple[str,
 
 
 def format_table(rows: Sequence[TableRow]) -> str:
-  lines = [f"{'method':<28} {'avg score':>9} {'abs change':>10} {'rel change %':>12}"]
-  lines += [f"{r.method:<28} {r.average_score:>9.2f} {r.absolute_change:>+10.2f} {r.relative_change:>+12.1f}"
+  width = max([28] + [len(r.method) for r in rows])
+  lines = [f"{'method':<{width}} {'avg score':>9} {'abs change':>10} {'rel change %':>12}"]
+  lines += [f"{r.method:<{width}} {r.average_score:>9.2f} {r.absolute_change:>+10.2f} {r.relative_change:>+12.1f}"
             for r in rows]
   return "\n".join(lines)
 
