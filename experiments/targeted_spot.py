@@ -3,8 +3,10 @@
   spot-jax retrieve --config=experiments/targeted_spot.py:task=cb --workdir=runs/retrieve_cb
   spot-jax train --config=experiments/spot_transfer.py:task=cb ... --config.prompt_init.kind=npy \
       --config.prompt_init.path=runs/retrieve_cb/init_top1_<source>.npy
-strategy: best_of_top_k (k runs), weighted_average (one run from the similarity-weighted average),
-mixture (train a source prompt on the top-k sources + the target, then transfer).
+strategy: best_of_top_k (k runs, from init_top<r>_<source>.npy), weighted_average (one run from
+init_weighted_average_top<k>.npy, the similarity-weighted average), mixture (retrieve tunes a prompt
+on the top-k sources' data + the target's for retrieval.mixture_steps steps -> init_mixture_top<k>.npy,
+then one transfer run from it).
 """
 
 from spot_jax import configs

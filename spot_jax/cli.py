@@ -145,7 +145,8 @@ STRATEGIES = ("best_of_top_k", "weighted_average", "mixture")
 
 
 @command("retrieve", "Rank the library's sources for config.task and write the chosen init: init_top<r>_<source>.npy "
-                     "(best_of_top_k), init.npy (weighted_average; mixture, after tuning on the top-k + target mixture).")
+                     "(best_of_top_k), init_weighted_average_top<k>.npy, or init_mixture_top<k>.npy (mixture: a "
+                     "prompt tuned on the top-k sources + the target, in mixture_run_top<k>/).")
 def _retrieve() -> None:
   _config_and_workdir()
   flags.DEFINE_string("embedding", None, "The target's task embedding (.npy); default: a short run on it.")
@@ -178,13 +179,13 @@ def _retrieve() -> None:
       init = retrieval.weighted_average_prompt({n: lib.get(n).value for n in weights}, weights)
       chosen = [f"{n} (w={w:.3f})" for n, w in weights.items()]
       if primary:
-        prompt_io.save_npy(os.path.join(FLAGS.workdir, "init.npy"), init)
+        prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_weighted_average_top{k}.npy"), init)
     elif config.retrieval.strategy == "mixture":  # a prompt tuned on the top-k sources' data + the target's
       chosen = [r.task for r in retrieval.top_k(ranking, k)]
-      init = jobs.mixture_prompt(config, os.path.join(FLAGS.workdir, "mixture_run"), backbone=backbone, vocab=vocab,
-                                 target=config.task, sources=chosen, verbose=True)
+      init = jobs.mixture_prompt(config, os.path.join(FLAGS.workdir, f"mixture_run_top{k}"), backbone=backbone,
+                                 vocab=vocab, target=config.task, sources=chosen, verbose=True)
       if primary:
-        prompt_io.save_npy(os.path.join(FLAGS.workdir, "init.npy"), init)
+        prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_mixture_top{k}.npy"), init)
     else:  # best_of_top_k: one init per source; the target is tuned from each, the best kept
       chosen = [r.task for r in retrieval.top_k(ranking, k)]
       for rank, name in enumerate(chosen, start=1):

@@ -101,9 +101,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                library_path=os.path.join(workdir, "library"), verbose=config.verbose)
   _log(start, f"library: {len(library)} source prompts")
 
-  # (c) targets. First seed: the full grid (baseline with random init, whose early prompt is the task
-  # embedding, + transfer from every source). Every seed: vocab init, retrieved top-1, oracle source
-  # (the grid's best), top-k weighted average.
+  # (c) targets. First seed: the full grid (random-init baseline + transfer from every source). Every
+  # seed: vocab init, retrieved top-1, oracle source (the grid's best), top-k weighted average, top-k
+  # multi-task mixture.
   runs = jobs.transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
                             targets=targets, seeds=seeds[:1], embed_targets=False, verbose=config.verbose)
   for target in targets:

@@ -74,7 +74,7 @@ def test_train_library_retrieve_transfer(world):
   assert out.returncode == 0 and "1 entries" in out.stdout
 
   # The top-k multi-task mixture strategy: a prompt tuned on the retrieved source's data mixed with
-  # the target's (its checkpointed data position counts examples of both), saved as init.npy. The cap
+  # the target's (its checkpointed data position counts examples of both), saved as init_mixture_top1.npy. The cap
   # of 64 examples per task makes the rates 1:1 (uncapped, the target's 64 of 3064 would be ~2%).
   mixed = str(base / "ret_mixture")
   out = _cli(world, "retrieve",
@@ -84,10 +84,10 @@ def test_train_library_retrieve_transfer(world):
              "--config.retrieval.mixture_cap=64")
   assert out.returncode == 0, out.stderr[-3000:]
   assert "strategy mixture, k=1: synth_seven_comma" in out.stdout
-  init = prompt_io.load_npy(os.path.join(mixed, "init.npy"))
-  np.testing.assert_array_equal(init, prompt_io.load_prompt(os.path.join(mixed, "mixture_run"), "best"))
+  init = prompt_io.load_npy(os.path.join(mixed, "init_mixture_top1.npy"))
+  np.testing.assert_array_equal(init, prompt_io.load_prompt(os.path.join(mixed, "mixture_run_top1"), "best"))
   assert not np.allclose(init, prompt_io.load_prompt(source_run, "best"))
-  with open(os.path.join(mixed, "mixture_run", "checkpoints", "6", "data", "metadata")) as f:
+  with open(os.path.join(mixed, "mixture_run_top1", "checkpoints", "6", "data", "metadata")) as f:
     per_task = json.load(f)["per_process"][0]["counts"]["per_task"]
   assert set(per_task) == {"synth_seven_comma", "synth_seven_target"} and sum(per_task.values()) == 6 * 8
   assert min(per_task.values()) >= 12  # 24 expected of each
