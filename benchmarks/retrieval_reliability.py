@@ -13,24 +13,17 @@ The quickstart itself uses one draw (seed 0's, the library's); this shows how re
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import tempfile
 import time
 
 import ml_collections
 
-from spot_jax import jobs, quickstart
+from spot_jax import configs, jobs, quickstart
 from spot_jax.data import synthetic, tasks as tasks_lib
 from spot_jax.spot import library as library_lib, retrieval
 
-
-def _quickstart_config() -> ml_collections.ConfigDict:
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "quickstart.py")
-  spec = importlib.util.spec_from_file_location("quickstart_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def family_rank(target: str, ranking: list[retrieval.Ranked]) -> int:
@@ -44,7 +37,7 @@ def main() -> None:
   parser.add_argument("--seeds", type=int, default=10)
   parser.add_argument("--steps", default="20", help="comma-separated embedding steps")
   args = parser.parse_args()
-  config = _quickstart_config()
+  config = configs.load_experiment(os.path.join(ROOT, "experiments", "quickstart.py"))
   data_dir = os.path.join(args.workdir, "data")
   if not os.path.exists(os.path.join(args.workdir, "library", "library.json")):
     raise SystemExit(f"{args.workdir} has no finished library: run ./quickstart.sh (or spot-jax quickstart "

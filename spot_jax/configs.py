@@ -8,6 +8,9 @@ prompt_init, library, retrieval, grid; distributed says how the hosts of a multi
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from spot_jax import distributed, train
@@ -84,3 +87,13 @@ def set_backbone(c: ml_collections.ConfigDict, size: str, hf_path: str = "") -> 
   c.model.hf_path = hf_path or f"checkpoints/t5-{size}-lm-adapt"
   c.model.vocab_path = f"{c.model.hf_path}/spiece.model"
   c.model.dtype = "float32" if size in ("small", "base") else "bfloat16"
+
+
+def load_experiment(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of an experiment file (as `--config=path:arg` gives it to the CLI), for
+  scripts and tests that build a job's config without the command line."""
+  path = os.fspath(path)
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

@@ -1,43 +1,36 @@
 """Every experiment config loads, and the custom-task example yields real tokenized examples."""
 
 import glob
-import importlib.util
 import json
 import os
 
 import pytest
 
+from spot_jax import configs
 from spot_jax.data import pipeline, tasks, vocab as vocab_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(path):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))))
 def test_config_loads_with_known_fields(path):
-  config = _load(path).get_config(None)
+  config = configs.load_experiment(path)
   assert config.train.learning_rate > 0
   if config.get("task"):
     tasks.get_task(config.task) if config.task in tasks.list_tasks() else None
 
 
 def test_paper_defaults():
-  config = _load(os.path.join(ROOT, "experiments", "prompt_tuning.py")).get_config("task=rte,size=xxl")
+  config = configs.load_experiment(os.path.join(ROOT, "experiments", "prompt_tuning.py"), "task=rte,size=xxl")
   assert (config.train.prompt_length, config.train.learning_rate, config.train.batch_size) == (100, 0.3, 32)
   assert (config.train.adafactor_decay_rate, config.train.clipping_threshold) == (0.8, 1.0)
   assert config.model.hf_path.endswith("t5-xxl-lm-adapt") and config.model.dtype == "bfloat16"
-  grid = _load(os.path.join(ROOT, "experiments", "transferability_grid.py")).get_config(None)
+  grid = configs.load_experiment(os.path.join(ROOT, "experiments", "transferability_grid.py"))
   assert len(grid.grid.sources) == 16 and len(grid.grid.targets) == 10
 
 
 def test_custom_task_example_reads_local_files(tmp_path):
-  _load(os.path.join(ROOT, "experiments", "custom_task.py"))
+  configs.load_experiment(os.path.join(ROOT, "experiments", "custom_task.py"))  # registers its task
   directory = tmp_path / "my_sentiment"
   directory.mkdir()
   rows = [{"sentence": f"film number {i} was {'great' if i % 2 else 'dull'}", "label": i % 2} for i in range(20)]

@@ -3,7 +3,6 @@ distance objective recovers a linear map, task tuning through the one trainer mo
 projector, and the job transfers projected prompts zero-shot and as init."""
 
 import functools
-import importlib.util
 import json
 import os
 
@@ -13,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from spot_jax import jobs, train
+from spot_jax import configs, jobs, train
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.data import synthetic, vocab as vocab_lib
 from spot_jax.models import t5
@@ -160,11 +159,8 @@ def world(tmp_path_factory):
 
 def _job_config(world, objective, **projector):
   _, data_dir, _, _, libraries, tasks = world
-  path = os.path.join(ROOT, "experiments", "projector.py")
-  spec = importlib.util.spec_from_file_location("projector_experiment", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(f"objective={objective},task={tasks[0]},hidden=16,steps=6,init_steps=2")
+  c = configs.load_experiment(os.path.join(ROOT, "experiments", "projector.py"),
+                              f"objective={objective},task={tasks[0]},hidden=16,steps=6,init_steps=2")
   c.data.update(dict(input_length=32, target_length=8, eval_max_examples=16, eval_batch_size=16, data_dir=data_dir))
   c.prompt_init.kind = "random_uniform"
   c.projector.source_library, c.projector.target_library = libraries["source"], libraries["target"]
