@@ -102,8 +102,7 @@ def main() -> None:
   # The TFRecord reader (TFDS datasets not in array_record, e.g. C4): the same task from a TFRecord copy.
   tfrecord_dir = args.data_dir + "_tfrecord"
   config = synthetic.SOURCE_TASKS[0][len("synth_"):]
-  synthetic.prepare(tfrecord_dir, file_format="tfrecord", configs=[config])
-  synthetic.prepare(args.data_dir)  # back to the array_record copy as the default
+  synthetic.prepare(tfrecord_dir, file_format="tfrecord", configs=[config])  # read below with data_dir= only
   _time_indexing(os.path.join(tfrecord_dir, "index_benchmark.tfrecord"), records=200_000, size=512)
   for prefetch in (0, 2):
     _time(synthetic.SOURCE_TASKS[0], v, args, prefetch, args.input_length, tfrecord_dir, " (tfrecord)")

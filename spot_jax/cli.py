@@ -174,6 +174,7 @@ def _retrieve() -> None:
       retrieval.write_ranking_csv(os.path.join(FLAGS.workdir, "ranking.csv"), config.task, rankings)
     ranking = rankings[config.retrieval.measure]
     k = config.retrieval.k
+    top = [r.task for r in retrieval.top_k(ranking, k)]
     if config.retrieval.strategy == "weighted_average":
       weights = retrieval.weighted_average_weights(ranking, k)
       init = retrieval.weighted_average_prompt({n: lib.get(n).value for n in weights}, weights)
@@ -181,14 +182,14 @@ def _retrieve() -> None:
       if primary:
         prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_weighted_average_top{k}.npy"), init)
     elif config.retrieval.strategy == "mixture":  # a prompt tuned on the top-k sources' data + the target's
-      chosen = [r.task for r in retrieval.top_k(ranking, k)]
+      chosen = top
       init = jobs.mixture_prompt(config, os.path.join(FLAGS.workdir, f"mixture_run_top{k}"), backbone=backbone,
-                                 vocab=vocab, target=config.task, sources=chosen, verbose=True)
+                                 vocab=vocab, target=config.task, sources=top, verbose=True)
       if primary:
         prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_mixture_top{k}.npy"), init)
     else:  # best_of_top_k: one init per source; the target is tuned from each, the best kept
-      chosen = [r.task for r in retrieval.top_k(ranking, k)]
-      for rank, name in enumerate(chosen, start=1):
+      chosen = top
+      for rank, name in enumerate(top, start=1):
         if primary:
           prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_top{rank}_{name}.npy"), lib.get(name).value)
     for measure, ranked in rankings.items():

@@ -164,7 +164,7 @@ class _TfdsExamples:
   def __init__(self, records, features, decoders=None, length: Optional[int] = None):
     self._records = records
     self._length = len(records) if length is None else length  # a TFDS data source knows its own length
-    # array_record reads a list of indices in one call; our TFRecord reader has read_many
+    # array_record's source and our TFRecord reader read a list of indices in one `__getitems__` call
     self._batched = type(records).__module__.startswith(("array_record", "spot_jax.data.tfrecord"))
     self._kinds = None if decoders else self._flat_kinds(features)
     self._features = features
@@ -231,11 +231,7 @@ class _TfdsExamples:
     indices = [int(i) for i in indices]
     if not indices:
       return []
-    if not self._batched:
-      records = [self._records[i] for i in indices]
-    else:
-      read = getattr(self._records, "read_many", None) or self._records.__getitems__
-      records = read(indices)
+    records = self._records.__getitems__(indices) if self._batched else [self._records[i] for i in indices]
     return [self._decode(r) for r in records]
 
 

@@ -117,7 +117,8 @@ class Shard:
 class TfRecordReader:
   """Random access to the records of several TFRecord file slices read one after another.
 
-  `reader[i]` is the serialized payload of record i; `read_many(indices)` reads several, each file
+  `reader[i]` is the serialized payload of record i; `read_many(indices)` (alias `__getitems__`,
+  as array_record's data source names it) reads several, each file
   once, in offset order. Indexes are built lazily per file; reads are thread-safe.
   """
 
@@ -172,6 +173,8 @@ class TfRecordReader:
       for k in order:
         out[k] = self._read(*located[k])
       return out  # type: ignore[return-value]
+
+  __getitems__ = read_many  # the batched-read protocol of array_record's data source
 
   def close(self) -> None:
     with self._lock:
