@@ -38,7 +38,8 @@ def _fetch(x: Array) -> np.ndarray:
 # ----------------------------------------------------------------------------- input checks
 
 
-def _check_tokens(tokens: Any, what: str) -> jnp.ndarray:
+def check_tokens(tokens: Any, what: str) -> jnp.ndarray:
+  """Token ids [batch, length] of any integer dtype -> int32, or one error naming `what` and the fix."""
   tokens = jnp.asarray(tokens)
   if tokens.ndim != 2:
     raise ValueError(f"{what} must be int token ids [batch, length]; got shape {tuple(tokens.shape)}. "
@@ -103,7 +104,7 @@ def greedy_decode(model: t5.T5, params: Any, encoder_input_tokens: Any, *, max_d
   """
   if max_decode_length < 1:
     raise ValueError(f"max_decode_length must be >= 1; got {max_decode_length}.")
-  tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
+  tokens = check_tokens(encoder_input_tokens, "encoder_input_tokens")
   prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
   return _fetch(_greedy(model, params, tokens, prefix, int(max_decode_length)))
 
@@ -138,8 +139,8 @@ def token_log_likelihood(model: t5.T5, params: Any, encoder_input_tokens: Any, d
   Targets are as in training: ids ending with EOS, padded with 0; padded positions score 0, so
   `.sum(-1)` is the sequence log-likelihood.
   """
-  tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
-  targets = _check_tokens(decoder_target_tokens, "decoder_target_tokens")
+  tokens = check_tokens(encoder_input_tokens, "encoder_input_tokens")
+  targets = check_tokens(decoder_target_tokens, "decoder_target_tokens")
   if targets.shape[0] != tokens.shape[0]:
     raise ValueError(f"decoder_target_tokens has {targets.shape[0]} rows but encoder_input_tokens has "
                      f"{tokens.shape[0]}; they must pair up.")
@@ -192,7 +193,7 @@ def rank_classification(model: t5.T5, params: Any, encoder_input_tokens: Any,
   a label's score is the summed log-likelihood of its ids + EOS, or the mean per token with
   `length_normalize=True` (fairer when label words have different lengths). Ties go to the lower index.
   """
-  tokens = _check_tokens(encoder_input_tokens, "encoder_input_tokens")
+  tokens = check_tokens(encoder_input_tokens, "encoder_input_tokens")
   prefix = _check_prefix(model, prefix_embeddings, tokens.shape[0])
   targets = label_targets(label_token_ids)
   scores = _fetch(_label_scores(model, params, tokens, prefix, jnp.asarray(targets)))

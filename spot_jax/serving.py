@@ -61,10 +61,7 @@ def stack_prompts(prompts: Any, d_model: int | None = None) -> np.ndarray:
 
 
 def _check_tokens(tokens: Any) -> np.ndarray:
-  tokens = np.asarray(tokens)
-  if tokens.ndim != 2:
-    raise ValueError(f"encoder_input_tokens must be int token ids [batch, length]; got shape {tokens.shape}.")
-  return tokens
+  return np.asarray(decoding.check_tokens(tokens, "encoder_input_tokens"))
 
 
 def _check_prompt_ids(prompt_ids: Any, batch: int | None, num_prompts: int) -> np.ndarray:
