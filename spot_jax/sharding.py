@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from spot_jax import errors
+
 MESH_AXES = ("data", "model")
 
 # t5x standard rules (partitioning.standard_logical_axis_rules), plus our own axes.
@@ -35,7 +37,7 @@ STANDARD_RULES: tuple[tuple[str, Optional[str]], ...] = (
 )
 
 
-class MeshError(ValueError):
+class MeshError(errors.UserError, ValueError):
   """A mesh shape that does not fit the devices available."""
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import safetensors.numpy
 from etils import epath
 
-from spot_jax import fileio
+from spot_jax import errors, fileio
 from spot_jax.models import t5
 
 _SUPPORTED_MODEL_TYPES = ("t5", "mt5")
@@ -44,7 +44,7 @@ _WEIGHTS_NAME = "model.safetensors"
 _INDEX_NAME = "model.safetensors.index.json"
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(errors.UserError, ValueError):
   """A checkpoint directory that spot_jax cannot read as a T5."""
 
 

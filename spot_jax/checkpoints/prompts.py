@@ -17,12 +17,12 @@ from typing import Any, Optional
 import numpy as np
 from etils import epath
 
-from spot_jax import fileio
+from spot_jax import errors, fileio
 
 PROMPTS_DIR = "prompts"
 
 
-class PromptFileError(ValueError):
+class PromptFileError(errors.UserError, ValueError):
   """A prompt file that is missing, unreadable or not a [length, d_model] float array."""
 
 

@@ -26,12 +26,12 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
-from spot_jax import distributed, fileio
+from spot_jax import distributed, errors, fileio
 
 QUARANTINE_DIR = "corrupt_checkpoints"
 
 
-class CheckpointRestoreError(RuntimeError):
+class CheckpointRestoreError(errors.UserError, RuntimeError):
   """No checkpoint in the directory could be restored."""
 
 

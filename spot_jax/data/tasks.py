@@ -43,10 +43,11 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
+from spot_jax import errors
 from spot_jax.data import preprocessors as pp
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(errors.UserError, FileNotFoundError):
   """A task's data is not on disk (or not in a readable format); the message says how to fix it."""
 
 

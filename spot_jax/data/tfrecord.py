@@ -29,13 +29,15 @@ from typing import BinaryIO, Optional, Sequence
 import numpy as np
 from etils import epath
 
+from spot_jax import errors
+
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the payload
 _SCAN_CHUNK = 16 << 20  # bytes read per call while indexing
 _MAX_OPEN_FILES = 32  # least recently used handles are closed beyond this (C4 has 1024 shards)
 
 
-class CorruptedRecordFileError(ValueError):
+class CorruptedRecordFileError(errors.UserError, ValueError):
   """A TFRecord file does not parse as TFRecord (truncated, damaged or not TFRecord at all)."""
 
 

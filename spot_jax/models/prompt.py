@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spot_jax import errors
 from spot_jax.models import t5
 
 Array = jax.Array
@@ -24,7 +25,7 @@ Initializer = Callable[..., Array]  # (rng, shape, dtype=float32) -> array, as f
 PROMPT_AXES = ("prompt", "prompt_embed")  # replicated by the sharding rules; saved as one array
 
 
-class PromptShapeError(ValueError):
+class PromptShapeError(errors.UserError, ValueError):
   """A prompt whose shape does not fit the model/config it is used with."""
 
 

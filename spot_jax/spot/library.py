@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from spot_jax import distributed, fileio
+from spot_jax import distributed, errors, fileio
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import t5
 
@@ -43,7 +43,7 @@ FORMAT_VERSION = 1
 _SAMPLE = 1 << 20  # elements hashed per parameter (strided sample; see model_fingerprint)
 
 
-class LibraryError(ValueError):
+class LibraryError(errors.UserError, ValueError):
   """A library operation that cannot be done as asked (mismatched model, missing entry, ...)."""
 
 

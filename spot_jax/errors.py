@@ -1,0 +1,26 @@
+"""Expected errors: bad input, bad config, refused workdir — the user's to fix, not a bug.
+
+Why one base class: the `spot-jax` CLI prints an expected error as one or two lines (the problem and
+the fix) and exits non-zero, while anything else keeps its full traceback. Every module raises a
+subclass of `UserError` for what a user can cause and fix; the subclasses also derive from the
+builtin type callers already catch (ValueError, RuntimeError, FileNotFoundError), so library code
+that catches those keeps working.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+  """An expected failure whose message names the problem and the way out."""
+
+
+class ConfigError(UserError, ValueError):
+  """A config field whose value is not allowed (names the field, the value and what is allowed)."""
+
+
+class InputDataError(UserError, ValueError):
+  """A dataset row or file that cannot be used (names the file, row/line and field)."""
+
+
+class WorkdirError(UserError, RuntimeError):
+  """A workdir that belongs to another run, is in use, or cannot be written."""
