@@ -9,10 +9,13 @@ unknown `--config.<key>` is an error that names the key).
 from __future__ import annotations
 
 import os
+import re
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import app, flags
+
+from spot_jax import errors
 
 _COMMANDS: dict[str, tuple[str, Callable[[], None]]] = {}
 FLAGS = flags.FLAGS
@@ -34,10 +37,48 @@ def _config_and_workdir(workdir_required: bool = True) -> None:
   flags.mark_flag_as_required("config")
 
 
-def _start(config) -> None:
-  """Joins the other hosts of a multi-host run (`config.distributed`), before anything touches JAX."""
-  from spot_jax import distributed
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad `--config` as one line: an override of a field the config does
+  not have (ml_collections raises AttributeError/KeyError) or an error inside the config file."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    inner = e.args[0] if e.args and isinstance(e.args[0], BaseException) else e
+    text = str(inner.args[0] if inner.args else inner)
+    field, _, hint = text.partition("\n")
+    given = [a for a in argv if a.startswith("--config.") and field.strip("'") in a]
+    raise errors.ConfigError(f"Unknown config field {field} (in {' '.join(given) or 'a --config.* override'}). "
+                             f"{hint or '`--helpfull` lists the fields.'}") from None
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):  # an exception inside get_config: its last line
+      raise errors.ConfigError(f"{lines[0]} {lines[-1].split(': ', 1)[-1]}") from None
+    raise errors.ConfigError(f"{' '.join(lines)} (--helpfull lists the flags)") from None
+
+
+def _load_config():
+  """FLAGS.config, loaded on first use; a missing or broken config file as one line."""
+  try:
+    config = FLAGS.config
+    if config is not None:
+      config.keys()  # a placeholder until first use: make a loading error surface here
+    return config
+  except OSError as e:
+    detail = " ".join(line.strip() for line in str(e).splitlines() if "Errno" in line or "Failed" in line)
+    raise errors.ConfigError(f"Cannot load the --config file: {detail or e}") from None
+
+
+def _start(config, workdir: Optional[str] = None) -> None:
+  """Checks every config field, joins the other hosts of a multi-host run (`config.distributed`) and
+  locks the workdir (held until the command exits), before the backbone loads or a file is written:
+  a bad config or a workdir in use fails at once."""
+  from spot_jax import configs, distributed
+  from spot_jax.checkpoints import workdir as workdir_lib
+  if config is not None:
+    configs.validate(config)
   distributed.maybe_initialize(config.get("distributed") if config is not None else None)
+  if workdir:
+    workdir_lib.lock(workdir)
 
 
 def _backbone_and_vocab(config):
@@ -55,15 +96,15 @@ def _train() -> None:
   def main(argv):
     del argv
     from spot_jax import jobs
-    config = FLAGS.config
-    _start(config)
+    config = _load_config()
+    _start(config, FLAGS.workdir)
     backbone, vocab = _backbone_and_vocab(config)
     result = jobs.train_prompt(config, FLAGS.workdir, backbone=backbone, vocab=vocab, task_name=config.task,
                                evaluate_on=config.get("eval_task") or None)
     print(f"done: step {result.step}, best score {result.best_score} at step {result.best_step}; "
           f"prompts in {os.path.join(FLAGS.workdir, 'prompts')}")
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 @command("eval", "Evaluate a prompt (config.prompt_init: npy / checkpoint / library) on config.task.")
@@ -74,7 +115,7 @@ def _eval() -> None:
     del argv
     import jax
     from spot_jax import jobs
-    config = FLAGS.config
+    config = _load_config()
     _start(config)
     backbone, vocab = _backbone_and_vocab(config)
     init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
@@ -82,7 +123,7 @@ def _eval() -> None:
     metrics = jobs.make_evaluator(config.task, vocab, backbone, config.data)(prompt)
     print(", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 @command("library", "Prompt library: build | add | list | show | export | import.")
@@ -92,7 +133,8 @@ def _library() -> None:
   flags.DEFINE_string("task", None, "add/show: the entry's task name.")
   flags.DEFINE_string("destination", None, "export: new directory or .tar.gz.")
   flags.DEFINE_string("source", None, "import: an exported directory or .tar.gz.")
-  flags.DEFINE_bool("replace", False, "add: replace an existing entry (the old one is kept under replaced/).")
+  flags.DEFINE_bool("replace", False, "add/import: replace existing entries of the same task (the old ones are "
+                    "kept under replaced/).")
   from ml_collections import config_flags
   config_flags.DEFINE_config_file("config", None, "Experiment config (build/add).", lock_config=True)
   flags.DEFINE_string("workdir", None, "build: where the source runs go.")
@@ -103,13 +145,13 @@ def _library() -> None:
     action = argv[1]
     from spot_jax import jobs
     from spot_jax.spot import library as library_lib
-    config = FLAGS.config
-    _start(config)
+    config = _load_config()
+    _start(config, FLAGS.workdir if action == "build" else None)
     path = FLAGS.library or (config.library.path if config is not None else None)
     if not path:
       raise app.UsageError("Give --library=DIR (or config.library.path).")
     if action == "import":
-      lib = library_lib.import_library(FLAGS.source, path)
+      lib = library_lib.import_library(FLAGS.source, path, replace=FLAGS.replace)
       print(lib.describe())
       return
     if action in ("build", "add"):
@@ -138,10 +180,7 @@ def _library() -> None:
     elif action == "export":
       print(f"exported to {lib.export(FLAGS.destination)}")
 
-  app.run(main)
-
-
-STRATEGIES = ("best_of_top_k", "weighted_average", "mixture")
+  app.run(main, flags_parser=_parse_flags)
 
 
 @command("retrieve", "Rank the library's sources for config.task and write the chosen init: init_top<r>_<source>.npy "
@@ -156,11 +195,13 @@ def _retrieve() -> None:
     from spot_jax import distributed, jobs
     from spot_jax.checkpoints import prompts as prompt_io
     from spot_jax.spot import library as library_lib, retrieval
-    config = FLAGS.config
-    if config.retrieval.strategy not in STRATEGIES:
-      raise app.UsageError(f"Unknown retrieval.strategy {config.retrieval.strategy!r}; choose one of {STRATEGIES}.")
-    _start(config)
+    config = _load_config()
+    _start(config, FLAGS.workdir)
     backbone, vocab = _backbone_and_vocab(config)
+    # The workdir belongs to one target task; strategies and k may vary (each writes its own files).
+    # Held until the command exits.
+    jobs.claim_job_workdir(config, FLAGS.workdir, "retrieve", backbone.fingerprint,
+                                   identity={"task": config.task, "library": config.library.path})
     lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
                                     prompt_length=config.train.prompt_length)
     if FLAGS.embedding:
@@ -196,7 +237,7 @@ def _retrieve() -> None:
       print(f"{measure}: " + ", ".join(f"{r.task} {r.similarity:.3f}" for r in ranked[:10]))
     print(f"strategy {config.retrieval.strategy}, k={k}: {', '.join(chosen)}; files in {FLAGS.workdir}")
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 @command("grid", "Transferability grid: sources x targets x seeds, CSV + heatmap.")
@@ -206,12 +247,12 @@ def _grid() -> None:
   def main(argv):
     del argv
     from spot_jax import jobs
-    config = FLAGS.config
-    _start(config)
+    config = _load_config()
+    _start(config, FLAGS.workdir)
     backbone, vocab = _backbone_and_vocab(config)
     jobs.run_grid(config, FLAGS.workdir, backbone=backbone, vocab=vocab)
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 @command("project", "Cross-model projector (Su et al.): train it, then transfer source prompts zero-shot / as init.")
@@ -221,14 +262,14 @@ def _project() -> None:
   def main(argv):
     del argv
     from spot_jax import jobs
-    config = FLAGS.config
-    _start(config)
+    config = _load_config()
+    _start(config, FLAGS.workdir)
     backbone, vocab = _backbone_and_vocab(config)  # the target model
     source = config.source_model.get("hf_path")  # only to check that the source library is that model's
     fingerprint = jobs.load_backbone(config.source_model).fingerprint if source else None
     jobs.run_projector(config, FLAGS.workdir, backbone=backbone, vocab=vocab, source_fingerprint=fingerprint)
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 @command("quickstart", "Offline SPoT on synthetic tasks: backbone, library, retrieval, transfer, table.")
@@ -238,10 +279,11 @@ def _quickstart() -> None:
   def main(argv):
     del argv
     from spot_jax import quickstart
-    _start(FLAGS.config)
-    quickstart.run(FLAGS.config, FLAGS.workdir)
+    config = _load_config()
+    _start(config, FLAGS.workdir)
+    quickstart.run(config, FLAGS.workdir)
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 @command("model-info", "Load a Hugging Face T5 directory and print its config and parameter count.")
@@ -254,14 +296,14 @@ def _model_info() -> None:
     import jax
     import numpy as np
     from spot_jax.checkpoints import hf
-    from spot_jax.spot import library as library_lib
+    from spot_jax.checkpoints import fingerprint
     cfg, params = hf.load_hf_t5(FLAGS.hf_path)
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     print(cfg)
     print(f"parameters: {count:,}")
-    print(f"fingerprint: {library_lib.model_fingerprint(cfg, params)}")
+    print(f"fingerprint: {fingerprint.model_fingerprint(cfg, params)}")
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 def _usage() -> str:
@@ -270,8 +312,30 @@ def _usage() -> str:
   return "\n".join(lines)
 
 
+def _storage_failure(error: BaseException) -> Optional[str]:
+  """One line for an exception caused by storage (read-only place, full disk, no permission), or None."""
+  from spot_jax.checkpoints import workdir as workdir_lib
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in workdir_lib.STORAGE_ERRNOS:
+      where = error.filename or "a file of this run"
+      return f"cannot write {where}: [Errno {error.errno}] {error.strerror}. Free space or choose a writable --workdir."
+    text = str(error)  # TensorFlow and tensorstore report storage errors in their own types
+    for phrase in ("No space left on device", "Read-only file system", "Disk quota exceeded", "File too large",
+                   "Permission denied"):
+      if phrase in text:
+        paths = [p for p in re.findall(r"(?:gs://|/)[^\s;,'\"{}]+", text)
+                 if p.startswith("gs://") or os.path.isdir(os.path.dirname(p))]  # not TF's /job:localhost/...
+        return (f"cannot write {paths[0] if paths else 'a file of this run'}: {phrase}. Free space or choose "
+                "a writable --workdir.")
+    error = error.__cause__ or error.__context__
+  return None
+
+
 def run() -> None:
-  """Console-script entry point."""
+  """Console-script entry point. Expected errors (bad config, bad input, refused workdir, storage)
+  print one line and exit 2 (1 for storage); anything else keeps its traceback."""
   if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
     print(_usage())
     sys.exit(0 if len(sys.argv) >= 2 else 2)
@@ -279,11 +343,22 @@ def run() -> None:
   if name not in _COMMANDS:
     print(f"Unknown command {name!r}.\n\n{_usage()}", file=sys.stderr)
     sys.exit(2)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warnings are noise here
   args = sys.argv[2:]
   if not any(a.startswith(("--verbosity", "-v=", "--v=")) for a in args):
     args = ["--verbosity=-1"] + args  # absl WARNING: keeps Orbax's per-save INFO lines out of the console
   sys.argv = [f"spot-jax {name}"] + args
-  _COMMANDS[name][1]()
+  try:
+    _COMMANDS[name][1]()
+  except errors.UserError as e:
+    print(f"spot-jax {name}: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except Exception as e:  # noqa: BLE001 - re-raised unless storage caused it
+    failure = _storage_failure(e)
+    if failure is None:
+      raise
+    print(f"spot-jax {name}: error: {failure}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

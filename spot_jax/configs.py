@@ -13,8 +13,37 @@ import os
 
 import ml_collections
 
-from spot_jax import distributed, train
+from spot_jax import distributed, errors
 from spot_jax.data import mixtures
+
+
+def train_defaults() -> ml_collections.ConfigDict:
+  """`config.train`, the trainer's settings; the defaults are the prompt-tuning papers' (Lester et al.;
+  Vu et al.)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.prompt_length = 100
+  c.num_train_steps = 30_000
+  c.batch_size = 32  # global, over all hosts
+  c.grad_accum_steps = 1  # split each batch into this many micro-batches (same result, less memory)
+  c.learning_rate = 0.3
+  c.optimizer = "adafactor"  # adafactor (prompt tuning) | adamw (Su et al.'s cross-model projector)
+  c.schedule = "constant"  # constant | warmup_constant | warmup_rsqrt
+  c.warmup_steps = 0
+  c.adafactor_decay_rate = 0.8
+  c.clipping_threshold = 1.0
+  c.z_loss = 1e-4
+  c.label_smoothing = 0.0
+  c.mesh_shape = (-1, 1)  # (data, model); -1 = all remaining devices
+  c.log_every = 100
+  c.eval_every = 1000  # 0 = never
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.embedding_step = 0  # >0: save the prompt at this step as the task embedding (SPoT library key)
+  # How this run may treat its workdir (they do not change the result):
+  c.allow_changes = ""  # comma-separated fields allowed to differ from the workdir's run, e.g. "num_train_steps"
+  c.fresh_start = False  # True: start over at step 0 when every checkpoint is unreadable (old prompts kept aside)
+  return c
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -34,8 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ""  # TFDS / local-file data directory ("" = TFDS default)
   c.data.eval_max_examples = 0  # 0 = the whole validation split
   c.data.eval_batch_size = 64
+  c.data.skip_invalid_examples = False  # True: skip rows whose label is outside the task's (count logged)
 
-  c.train = train.default_config()
+  c.train = train_defaults()
 
   c.prompt_init = ml_collections.ConfigDict()
   c.prompt_init.kind = "sampled_vocab"  # random_uniform | sampled_vocab | class_labels | npy | checkpoint | library
@@ -45,6 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.prompt_init.which = "best"
   c.prompt_init.library = ""
   c.prompt_init.source = ""
+  # A prompt from a run or library of another frozen model is refused (cross-model transfer goes
+  # through the projector); True takes it anyway.
+  c.prompt_init.allow_other_model = False
 
   c.library = ml_collections.ConfigDict()
   c.library.path = ""
@@ -75,9 +108,9 @@ def parse_arg(arg: str | None, **defaults: str) -> dict[str, str]:
   for item in filter(None, (arg or "").split(",")):
     key, sep, value = item.partition("=")
     if not sep:
-      raise ValueError(f"Config argument {item!r} is not key=value (e.g. ':task=rte,size=base').")
+      raise errors.ConfigError(f"Config argument {item!r} is not key=value (e.g. ':task=rte,size=base').")
     if key not in defaults:
-      raise ValueError(f"Unknown config argument {key!r}; this experiment takes {sorted(defaults)}.")
+      raise errors.ConfigError(f"Unknown config argument {key!r}; this experiment takes {sorted(defaults)}.")
     values[key] = value
   return values
 
@@ -97,3 +130,119 @@ def load_experiment(path: str | os.PathLike, arg: str | None = None) -> ml_colle
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+# ----------------------------------------------------------------------------- validation
+# Every field a job reads, checked before any file is touched: one line naming the field, the value
+# and what is allowed (a value that passes here must not fail later inside JAX or Orbax).
+
+_INT = lambda low: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low, f"an integer >= {low}")
+_NUMBER = lambda test, text: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and test(v), text)
+_ONE_OF = lambda *choices: (lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+_BOOL = (lambda v: isinstance(v, bool), "True or False")
+_STR = (lambda v: isinstance(v, str), "a string")
+
+_TRAIN_RULES = {
+    "seed": _INT(0),
+    "num_train_steps": _INT(1),
+    "batch_size": _INT(1),
+    "grad_accum_steps": _INT(1),
+    "learning_rate": _NUMBER(lambda v: 0 < v < float("inf"), "a number > 0"),
+    "optimizer": _ONE_OF("adafactor", "adamw"),
+    "schedule": _ONE_OF("constant", "warmup_constant", "warmup_rsqrt"),
+    "warmup_steps": _INT(0),
+    "adafactor_decay_rate": _NUMBER(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "clipping_threshold": _NUMBER(lambda v: v > 0, "a number > 0"),
+    "z_loss": _NUMBER(lambda v: v >= 0, "a number >= 0"),
+    "label_smoothing": _NUMBER(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "mesh_shape": (lambda v: isinstance(v, (tuple, list)) and len(v) == 2
+                   and all(isinstance(x, int) and (x == -1 or x >= 1) for x in v),
+                   "(data, model): two integers, each >= 1 or -1 (all remaining devices)"),
+    "log_every": _INT(1),
+    "eval_every": _INT(0),
+    "checkpoint_every": _INT(1),
+    "keep_checkpoints": _INT(1),
+    "embedding_step": _INT(0),
+    "allow_changes": _STR,
+    "fresh_start": _BOOL,
+}
+_DATA_RULES = {
+    "input_length": _INT(1),
+    "target_length": _INT(1),
+    "data_dir": _STR,
+    "eval_max_examples": _INT(0),
+    "eval_batch_size": _INT(1),
+    "skip_invalid_examples": _BOOL,
+}
+_PROMPT_INIT_KINDS = ("random_uniform", "sampled_vocab", "class_labels", "npy", "checkpoint", "library")
+_PROMPT_INIT_RULES = {
+    "kind": _ONE_OF(*_PROMPT_INIT_KINDS),
+    "scale": _NUMBER(lambda v: v > 0, "a number > 0"),
+    "population": _INT(4),
+    "allow_other_model": _BOOL,
+}
+_MODEL_RULES = {
+    "dtype": _ONE_OF("float32", "bfloat16"),
+    "dropout_rate": _NUMBER(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+}
+_RETRIEVAL_RULES = {
+    "strategy": _ONE_OF("best_of_top_k", "weighted_average", "mixture"),
+    "k": _INT(1),
+    "mixture_steps": _INT(0),
+    "mixture_cap": _INT(1),
+}
+
+
+def _check_section(section: ml_collections.ConfigDict, rules: dict, where: str) -> None:
+  for name, (test, allowed) in rules.items():
+    if name in section and not test(section[name]):
+      raise errors.ConfigError(f"{where}.{name} = {section[name]!r} is not allowed: it must be {allowed}.")
+
+
+def check_train(cfg: ml_collections.ConfigDict, *, prompt_tuning: bool = True, where: str = "config.train") -> None:
+  """Validates a trainer config (`config.train`); the trainer calls it before touching its workdir.
+  `prompt_tuning=False` (model tuning) allows prompt_length 0."""
+  _check_section(cfg, _TRAIN_RULES, where)
+  if "prompt_length" in cfg and not _INT(1 if prompt_tuning else 0)[0](cfg.prompt_length):
+    raise errors.ConfigError(f"{where}.prompt_length = {cfg.prompt_length!r} is not allowed: it must be "
+                             f"{_INT(1 if prompt_tuning else 0)[1]} (the paper's is 100).")
+  if cfg.batch_size % cfg.grad_accum_steps:
+    raise errors.ConfigError(f"{where}.batch_size = {cfg.batch_size} is not divisible by {where}.grad_accum_steps "
+                             f"= {cfg.grad_accum_steps}: each micro-batch must have the same size.")
+  if cfg.schedule != "constant" and cfg.warmup_steps < 1:
+    raise errors.ConfigError(f"{where}.warmup_steps = {cfg.warmup_steps} with schedule {cfg.schedule!r}: a warmup "
+                             "schedule needs warmup_steps >= 1 (or schedule='constant').")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every trainer / data / eval / prompt-init / retrieval field a job reads, up front.
+
+  Raises `errors.ConfigError` naming the first bad field, its value and what is allowed.
+  """
+  if "train" in config:
+    check_train(config.train)
+  for section, rules in (("data", _DATA_RULES), ("prompt_init", _PROMPT_INIT_RULES), ("model", _MODEL_RULES),
+                         ("retrieval", _RETRIEVAL_RULES)):
+    if section in config:
+      _check_section(config[section], rules, f"config.{section}")
+  init = config.get("prompt_init")
+  if init is not None and init.kind in ("npy", "checkpoint") and not init.get("path"):
+    raise errors.ConfigError(f"config.prompt_init.kind = {init.kind!r} needs config.prompt_init.path (a .npy file "
+                             "or a run directory).")
+  if init is not None and init.kind == "library" and not (init.get("library") and init.get("source")):
+    raise errors.ConfigError("config.prompt_init.kind = 'library' needs config.prompt_init.library (a library "
+                             "directory) and config.prompt_init.source (the entry's task).")
+  retrieval = config.get("retrieval")
+  if retrieval is not None and "measures" in retrieval:
+    known = ("average_tokens_cosine", "per_token_cosine")
+    unknown = [m for m in retrieval.measures if m not in known]
+    if unknown or not retrieval.measures:
+      raise errors.ConfigError(f"config.retrieval.measures = {tuple(retrieval.measures)!r} is not allowed: it must "
+                               f"be a non-empty list of {known}.")
+    if retrieval.measure not in retrieval.measures:
+      raise errors.ConfigError(f"config.retrieval.measure = {retrieval.measure!r} is not allowed: it must be one of "
+                               f"config.retrieval.measures {tuple(retrieval.measures)}.")
+  grid = config.get("grid")
+  if grid is not None and "seeds" in grid and not (grid.seeds and all(_INT(0)[0](s) for s in grid.seeds)):
+    raise errors.ConfigError(f"config.grid.seeds = {tuple(grid.seeds)!r} is not allowed: it must be a non-empty "
+                             "list of integers >= 0.")

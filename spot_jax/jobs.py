@@ -17,8 +17,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from spot_jax import decoding, distributed, fileio, train
-from spot_jax.checkpoints import hf
+from spot_jax import configs, decoding, distributed, errors, fileio, train
+from spot_jax.checkpoints import fingerprint, hf
+from spot_jax.checkpoints import workdir as workdir_lib
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.data import mixtures as mixtures_lib, pipeline, tasks as tasks_lib, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
@@ -43,7 +44,7 @@ def load_backbone(model: ml_collections.ConfigDict) -> Backbone:
                      "(config.json + model.safetensors), e.g. --config.model.hf_path=/path/to/t5-base-lm-adapt.")
   cfg, params = hf.load_hf_t5(model.hf_path, dtype=model.get("dtype", "float32"),
                               dropout_rate=model.get("dropout_rate", 0.1))
-  return Backbone(cfg, params, library_lib.model_fingerprint(cfg, params))
+  return Backbone(cfg, params, fingerprint.model_fingerprint(cfg, params))
 
 
 def load_vocab(model: ml_collections.ConfigDict) -> vocab_lib.SentencePieceVocab:
@@ -64,7 +65,8 @@ def make_evaluator(task_name: str, vocab: vocab_lib.SentencePieceVocab, backbone
   task = tasks_lib.get_task(task_name)
   examples = pipeline.load_eval_examples(task_name, vocab, input_length=data.input_length,
                                          max_examples=data.get("eval_max_examples") or None,
-                                         data_dir=data.get("data_dir") or None)
+                                         data_dir=data.get("data_dir") or None,
+                                         skip_invalid_examples=data.get("skip_invalid_examples", False))
   tokens = pipeline.pad_batch([e["encoder_input_tokens"] for e in examples], data.input_length)
   model = t5.T5(backbone.config)
   batch_size = data.get("eval_batch_size", 64)
@@ -111,14 +113,38 @@ def make_prompt_init(init: ml_collections.ConfigDict, backbone: Backbone, vocab:
     words = tasks_lib.get_task(task_name).label_words or ()
     return prompt_lib.class_labels(embedding, [vocab.encode(w) for w in words], init.get("population", 5000))
   if kind == "npy":
+    run_dir = os.path.dirname(os.path.dirname(init.path))  # <run>/prompts/<name>.npy: a run's named prompt
+    if os.path.basename(os.path.dirname(init.path)) == prompt_io.PROMPTS_DIR and workdir_lib.read_record(run_dir):
+      check_same_model(run_dir, backbone, init.get("allow_other_model", False))
     return prompt_lib.from_npy(init.path)
   if kind == "checkpoint":
+    check_same_model(init.path, backbone, init.get("allow_other_model", False))
     return prompt_lib.from_checkpoint(init.path, init.get("which", "best"))
   if kind == "library":
-    library = library_lib.PromptLibrary(init.library, model_fingerprint=backbone.fingerprint)
+    allow = init.get("allow_other_model", False)
+    library = library_lib.PromptLibrary(init.library, model_fingerprint=None if allow else backbone.fingerprint)
     return prompt_lib.from_array(library.get(init.source).value)
   raise ValueError(f"Unknown prompt_init.kind {kind!r}; choose random_uniform, sampled_vocab, class_labels, "
                    "npy, checkpoint or library.")
+
+
+def check_same_model(run_dir: str, backbone: Backbone, allow_other_model: bool = False) -> None:
+  """Refuses a prompt from a run on another frozen model (same shapes or not): a prompt means
+  something only on its own model; cross-model transfer goes through the projector."""
+  if allow_other_model:
+    return
+  record = workdir_lib.read_record(run_dir)
+  if record is None:
+    raise errors.ConfigError(
+        f"Run {run_dir} has no run.json, so its frozen model cannot be checked (it is not a spot_jax run, or "
+        "one made before runs recorded their model). If it was trained on this model, add "
+        "--config.prompt_init.allow_other_model=true.")
+  theirs = record.get("identity", {}).get("frozen_model")
+  if theirs != backbone.fingerprint:
+    raise errors.ConfigError(
+        f"Run {run_dir} was trained on frozen model {theirs}, not on this one ({backbone.fingerprint}). "
+        "Its prompt does not transfer as-is: project it with `spot-jax project` (Su et al.), or add "
+        "--config.prompt_init.allow_other_model=true to start from it anyway.")
 
 
 # ----------------------------------------------------------------------------- training jobs
@@ -129,6 +155,7 @@ def train_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: B
                  prompt_init: Optional[prompt_lib.Initializer] = None, evaluate_on: Optional[str] = None,
                  name: Optional[str] = None, verbose: bool = True) -> train.TrainResult:
   """Prompt tuning of one prompt on a task or mixture (source or target) through the trainer."""
+  configs.validate(config)
   trainer_cfg = config.train
   data = config.data
   process_count = jax.process_count()
@@ -137,14 +164,18 @@ def train_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: B
   iterator = pipeline.make_train_iterator(
       task_name, vocab, batch_size=trainer_cfg.batch_size // process_count, input_length=data.input_length,
       target_length=data.target_length, seed=trainer_cfg.seed, process_index=jax.process_index(),
-      process_count=process_count, data_dir=data.get("data_dir") or None)
+      process_count=process_count, data_dir=data.get("data_dir") or None,
+      skip_invalid_examples=data.get("skip_invalid_examples", False))
   eval_task = evaluate_on or (task_name if task_name in tasks_lib.list_tasks() else None)
   evaluate = make_evaluator(eval_task, vocab, backbone, data) if eval_task and trainer_cfg.eval_every else None
   init = prompt_init or make_prompt_init(config.prompt_init, backbone, vocab, eval_task)
+  identity = {"task": task_name, "eval_task": eval_task,
+              "data": {k: data.get(k) for k in ("input_length", "target_length", "eval_max_examples",
+                                                "skip_invalid_examples")}}
   try:
     return train.train(trainer_cfg, workdir, model_config=backbone.config, frozen_params=backbone.params,
                        train_iter=iterator, prompt_init=init, evaluate=evaluate, name=name or task_name,
-                       verbose=verbose)
+                       verbose=verbose, run_identity=identity, frozen_fingerprint=backbone.fingerprint)
   finally:
     iterator.close()
 
@@ -167,19 +198,40 @@ def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workd
 
 def build_library(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
                   vocab: vocab_lib.SentencePieceVocab, sources: Sequence[str], library_path: str,
-                  verbose: bool = True) -> library_lib.PromptLibrary:
-  """One prompt per source task; skips sources already in the library (so an interrupted build resumes)."""
-  library = library_lib.PromptLibrary(library_path, model_fingerprint=backbone.fingerprint,
-                                      prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
-  for i, source in enumerate(sources):
-    if source in library:
-      continue
-    if verbose:
-      print(f"[library] source {i + 1}/{len(sources)}: {source}", flush=True)
-    run_dir = os.path.join(workdir, "sources", source)
-    train_prompt(config, run_dir, backbone=backbone, vocab=vocab, task_name=source, verbose=verbose)
-    add_run_to_library(library, source, run_dir, backbone)
-  return library
+                  verbose: bool = True, claim_workdir: bool = True) -> library_lib.PromptLibrary:
+  """One prompt per source task, trained in `<workdir>/sources/<task>`; an interrupted build resumes.
+
+  A source already in the library is skipped only if that entry came from this build's own run;
+  an entry from elsewhere is refused (it was made with other settings this build cannot check).
+  `claim_workdir=False` when the caller already holds `workdir` (the quickstart).
+  """
+  claim = claim_job_workdir(config, workdir, "library_build", backbone.fingerprint) if claim_workdir else None
+  try:
+    library = library_lib.PromptLibrary(library_path, model_fingerprint=backbone.fingerprint,
+                                        prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
+    for i, source in enumerate(sources):
+      run_dir = os.path.join(workdir, "sources", source)
+      if source in library:
+        _check_entry_from(library, source, run_dir)
+        continue
+      if verbose:
+        print(f"[library] source {i + 1}/{len(sources)}: {source}", flush=True)
+      train_prompt(config, run_dir, backbone=backbone, vocab=vocab, task_name=source, verbose=verbose)
+      add_run_to_library(library, source, run_dir, backbone)
+    return library
+  finally:
+    if claim is not None:
+      claim.release()
+
+
+def _check_entry_from(library: library_lib.PromptLibrary, task: str, run_dir: str) -> None:
+  run = library.get(task).metadata.get("run")
+  here = os.path.abspath(run_dir) if fileio.is_local(run_dir) else run_dir
+  if run != here:
+    raise library_lib.LibraryError(
+        f"Library {library.path} already has an entry {task!r}, made by run {run}, not by this build's run "
+        f"{here}. A build reuses only its own runs: leave {task!r} out of the sources, or build into another "
+        "library.")
 
 
 def target_embedding(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
@@ -218,6 +270,28 @@ def mixture_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone:
   train_prompt(cfg, workdir, backbone=backbone, vocab=vocab, task_name=name, evaluate_on=target,
                name=f"{target}/mixture", verbose=verbose)
   return prompt_io.load_prompt(workdir, "best" if cfg.train.eval_every else "final")
+
+
+# Config fields that do not change a job's results (paths to the same inputs, output cadence, hosts).
+_JOB_NOT_IDENTITY = {"": ("distributed", "verbose", "report_backbone"), "model": ("hf_path", "vocab_path"),
+                     "data": ("data_dir", "eval_batch_size"), "library": ("path",),
+                     "train": train.NOT_IDENTITY_FIELDS}
+
+
+def claim_job_workdir(config: ml_collections.ConfigDict, workdir: str, kind: str, frozen_fingerprint: str,
+                      identity: Optional[dict] = None) -> workdir_lib.Claim:
+  """Locks a multi-run job's workdir (library build, grid, retrieval, projector, quickstart) and checks
+  it holds this job: by default its whole config (less `_JOB_NOT_IDENTITY`) and frozen model. Each
+  training run inside checks its own sub-directory as well."""
+  if identity is None:
+    identity = config.to_dict()
+    for section, fields in _JOB_NOT_IDENTITY.items():
+      part = identity.get(section, {}) if section else identity
+      for field in fields:
+        part.pop(field, None)
+  return workdir_lib.claim(workdir, kind, {"config": identity, "frozen_model": frozen_fingerprint},
+                           workdir_lib.parse_allow_changes(config.train.get("allow_changes", "")),
+                           never_changeable=("frozen_model",))
 
 
 def write_json(path: str, data: Any) -> None:
@@ -289,36 +363,37 @@ def zero_shot_grid(config: ml_collections.ConfigDict, *, backbone: Backbone, voc
 def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
              vocab: vocab_lib.SentencePieceVocab) -> dict[str, Any]:
   """`spot-jax grid`: the sources x targets transferability grid with its CSV, heatmap and correlation."""
-  from spot_jax.spot import transferability as tr
-  library = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint)
-  sources = list(config.grid.sources) or library.names()
-  targets, seeds = list(config.grid.targets), list(config.grid.seeds)
-  if not targets:
-    raise ValueError("config.grid.targets is empty: name the target tasks of the grid.")
-  runs = transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
-                       targets=targets, seeds=seeds, verbose=True)
-  mean = lambda method, t: float(np.mean([runs.scores[(method, t, s)] for s in seeds]))
-  baselines = {t: mean("baseline", t) for t in targets}
-  transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
-  measure = config.retrieval.measure
-  points = [(s, t, retrieval.similarity(runs.keys[(t, seeds[0])], library.get(s).key, measure),
-             tr.rer_or_nan(transfer[(s, t)], baselines[t])) for s in sources for t in targets if baselines[t] < 100]
-  rankings = {t: retrieval.rank_sources(runs.keys[(t, seeds[0])], {s: library.get(s).key for s in sources}, measure)
-              for t in targets}
-  rows = tr.retrieval_table(baselines, transfer, rankings, ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
-  if not distributed.is_primary():  # every process ran the grid; process 0 writes and prints its results
-    return {"rows": rows, "correlation": None, "runs": runs}
-  out = os.path.join(workdir, "results")
-  rer = tr.rer_matrix(transfer, baselines, sources, targets)
-  tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets, "relative error reduction", "RER")
-  tr.save_heatmap(os.path.join(out, "transfer_scores"), np.array([[transfer[(s, t)] for t in targets] for s in sources]),
-                  sources, targets, "target score after transfer", "score")
-  stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
-  tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows)
-  print(tr.format_table(rows))
-  print(f"similarity vs transfer: {stats}; files in {out}")
-  write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in runs.scores.items()})
-  return {"rows": rows, "correlation": stats, "runs": runs}
+  with claim_job_workdir(config, workdir, "grid", backbone.fingerprint):
+    from spot_jax.spot import transferability as tr
+    library = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint)
+    sources = list(config.grid.sources) or library.names()
+    targets, seeds = list(config.grid.targets), list(config.grid.seeds)
+    if not targets:
+      raise ValueError("config.grid.targets is empty: name the target tasks of the grid.")
+    runs = transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
+                         targets=targets, seeds=seeds, verbose=True)
+    mean = lambda method, t: float(np.mean([runs.scores[(method, t, s)] for s in seeds]))
+    baselines = {t: mean("baseline", t) for t in targets}
+    transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
+    measure = config.retrieval.measure
+    points = [(s, t, retrieval.similarity(runs.keys[(t, seeds[0])], library.get(s).key, measure),
+               tr.rer_or_nan(transfer[(s, t)], baselines[t])) for s in sources for t in targets if baselines[t] < 100]
+    rankings = {t: retrieval.rank_sources(runs.keys[(t, seeds[0])], {s: library.get(s).key for s in sources}, measure)
+                for t in targets}
+    rows = tr.retrieval_table(baselines, transfer, rankings, ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
+    if not distributed.is_primary():  # every process ran the grid; process 0 writes and prints its results
+      return {"rows": rows, "correlation": None, "runs": runs}
+    out = os.path.join(workdir, "results")
+    rer = tr.rer_matrix(transfer, baselines, sources, targets)
+    tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets, "relative error reduction", "RER")
+    tr.save_heatmap(os.path.join(out, "transfer_scores"), np.array([[transfer[(s, t)] for t in targets] for s in sources]),
+                    sources, targets, "target score after transfer", "score")
+    stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
+    tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows)
+    print(tr.format_table(rows))
+    print(f"similarity vs transfer: {stats}; files in {out}")
+    write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in runs.scores.items()})
+    return {"rows": rows, "correlation": stats, "runs": runs}
 
 
 # ----------------------------------------------------------------------------- cross-model projector
@@ -336,79 +411,83 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
      against a `config.prompt_init` prompt; with `projector.init_transfer`, target prompt tuning
      (`config.train`) from each of the two. Writes `projector.msgpack` and `results.json` in `workdir`.
   """
-  from spot_jax.spot import projector as projector_lib
-  p = config.projector
-  sources = library_lib.PromptLibrary(p.source_library, model_fingerprint=source_fingerprint)
-  length, d_source = sources.shape
-  projector = projector_lib.Projector(length, d_source, backbone.config.d_model, p.hidden_size, p.layer_norm)
-  proj_cfg = ml_collections.ConfigDict(p.train.to_dict())
-  proj_cfg.prompt_length = length  # the projector keeps the source prompt's length
-  initial = projector_lib.init_params(projector, proj_cfg.seed)
-  eval_task = config.get("eval_task") or config.task
-  evaluate = make_evaluator(eval_task, vocab, backbone, config.data) if eval_task and proj_cfg.eval_every else None
-  targets = (library_lib.PromptLibrary(p.target_library, model_fingerprint=backbone.fingerprint, prompt_length=length)
-             if p.get("target_library") else None)
-  common = dict(projector=projector, params=initial, model_config=backbone.config, frozen_params=backbone.params,
-                evaluate=evaluate, verbose=verbose)
-  run_dir = os.path.join(workdir, "projector")
-  if p.objective == "task":
-    seen = [config.task]
-    iterator = pipeline.make_train_iterator(
-        config.task, vocab, batch_size=proj_cfg.batch_size // jax.process_count(),
-        input_length=config.data.input_length, target_length=config.data.target_length, seed=proj_cfg.seed,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        data_dir=config.data.get("data_dir") or None)
-    try:
-      result = projector_lib.tune_on_task(proj_cfg, run_dir, source_prompt=sources.get(config.task).value,
-                                          train_iter=iterator, **common)
-    finally:
-      iterator.close()
-  elif p.objective == "distance":
-    if targets is None:
-      raise ValueError("projector.objective='distance' needs projector.target_library: the target model's prompts "
-                       "for the same tasks (build it with `spot-jax library build` on the target model).")
-    seen = list(p.distance_tasks) or [t for t in sources.names() if t in targets]
-    if not seen:
-      raise ValueError(f"No task has a prompt in both {sources.path} and {targets.path}; the distance objective "
-                       "needs (source prompt, target prompt) pairs of the same tasks.")
-    result = projector_lib.fit_distance(
-        proj_cfg, run_dir, source_prompts=np.stack([sources.get(t).value for t in seen]),
-        target_prompts=np.stack([targets.get(t).value for t in seen]),
-        shown_source_prompt=sources.get(eval_task).value if eval_task else None, **common)
-  else:
-    raise ValueError(f"Unknown projector.objective {p.objective!r}; choose task (Su et al.'s task tuning) or "
-                     "distance (distance minimizing).")
-  params = result.params
-  projector_lib.save_params(os.path.join(workdir, "projector.msgpack"), params)
+  with claim_job_workdir(config, workdir, "projector", backbone.fingerprint):
+    from spot_jax.spot import projector as projector_lib
+    p = config.projector
+    sources = library_lib.PromptLibrary(p.source_library, model_fingerprint=source_fingerprint)
+    length, d_source = sources.shape
+    projector = projector_lib.Projector(length, d_source, backbone.config.d_model, p.hidden_size, p.layer_norm)
+    proj_cfg = ml_collections.ConfigDict(p.train.to_dict())
+    proj_cfg.prompt_length = length  # the projector keeps the source prompt's length
+    initial = projector_lib.init_params(projector, proj_cfg.seed)
+    eval_task = config.get("eval_task") or config.task
+    evaluate = make_evaluator(eval_task, vocab, backbone, config.data) if eval_task and proj_cfg.eval_every else None
+    targets = (library_lib.PromptLibrary(p.target_library, model_fingerprint=backbone.fingerprint, prompt_length=length)
+               if p.get("target_library") else None)
+    common = dict(projector=projector, params=initial, model_config=backbone.config, frozen_params=backbone.params,
+                  evaluate=evaluate, verbose=verbose)
+    run_dir = os.path.join(workdir, "projector")
+    if p.objective == "task":
+      seen = [config.task]
+      iterator = pipeline.make_train_iterator(
+          config.task, vocab, batch_size=proj_cfg.batch_size // jax.process_count(),
+          input_length=config.data.input_length, target_length=config.data.target_length, seed=proj_cfg.seed,
+          process_index=jax.process_index(), process_count=jax.process_count(),
+          data_dir=config.data.get("data_dir") or None,
+          skip_invalid_examples=config.data.get("skip_invalid_examples", False))
+      try:
+        result = projector_lib.tune_on_task(proj_cfg, run_dir, source_prompt=sources.get(config.task).value,
+                                            train_iter=iterator, **common)
+      finally:
+        iterator.close()
+    elif p.objective == "distance":
+      if targets is None:
+        raise ValueError("projector.objective='distance' needs projector.target_library: the target model's prompts "
+                         "for the same tasks (build it with `spot-jax library build` on the target model).")
+      seen = list(p.distance_tasks) or [t for t in sources.names() if t in targets]
+      if not seen:
+        raise ValueError(f"No task has a prompt in both {sources.path} and {targets.path}; the distance objective "
+                         "needs (source prompt, target prompt) pairs of the same tasks.")
+      result = projector_lib.fit_distance(
+          proj_cfg, run_dir, source_prompts=np.stack([sources.get(t).value for t in seen]),
+          target_prompts=np.stack([targets.get(t).value for t in seen]),
+          shown_source_prompt=sources.get(eval_task).value if eval_task else None, **common)
+    else:
+      raise ValueError(f"Unknown projector.objective {p.objective!r}; choose task (Su et al.'s task tuning) or "
+                       "distance (distance minimizing).")
+    params = result.params
+    projector_lib.save_params(os.path.join(workdir, "projector.msgpack"), params)
 
-  target_cfg = ml_collections.ConfigDict(config.to_dict())
-  target_cfg.train.prompt_length, target_cfg.train.embedding_step = length, 0
-  rows = []
-  for task in p.transfer_tasks:
-    source_prompt = sources.get(task).value
-    projected = projector_lib.project(projector, params, source_prompt)
-    baseline = np.asarray(make_prompt_init(config.prompt_init, backbone, vocab, task)(
-        jax.random.key(target_cfg.train.seed), projected.shape))
-    evaluate_task = make_evaluator(task, vocab, backbone, config.data)
-    row = {"task": task, "seen": task in seen, "zero_shot_projected": evaluate_task(projected)["score"],
-           "zero_shot_baseline": evaluate_task(baseline)["score"]}
-    if targets is not None and task in targets:
-      target_prompt = targets.get(task).value
-      row["distance_before"] = projector_lib.distance(projector_lib.project(projector, initial, source_prompt),
-                                                      target_prompt)
-      row["distance_after"] = projector_lib.distance(projected, target_prompt)
-    if p.init_transfer:
-      for method, start in (("projected", projected), ("baseline", baseline)):
-        run = train_prompt(target_cfg, os.path.join(workdir, "targets", task, method), backbone=backbone,
-                           vocab=vocab, task_name=task, prompt_init=prompt_lib.from_array(start),
-                           name=f"{task}/from_{method}", verbose=verbose)
-        row[f"init_{method}"] = run.best_score
-        row[f"init_{method}_history"] = [{"step": h["step"], "score": h["score"]} for h in run.eval_history]
-    rows.append(row)
-    if verbose:
-      print(f"[project] {task}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                              for k, v in row.items() if not k.endswith("_history")), flush=True)
-  losses = [h["train/loss"] for h in result.train_history]
-  write_json(os.path.join(workdir, "results.json"),
-             {"objective": p.objective, "trained_on": seen, "rows": rows, "projector_train_loss": losses})
-  return {"rows": rows, "params": params, "projector": projector, "train_result": result}
+    target_cfg = ml_collections.ConfigDict(config.to_dict())
+    target_cfg.train.prompt_length, target_cfg.train.embedding_step = length, 0
+    rows = []
+    for task in p.transfer_tasks:
+      source_prompt = sources.get(task).value
+      projected = projector_lib.project(projector, params, source_prompt)
+      baseline = np.asarray(make_prompt_init(config.prompt_init, backbone, vocab, task)(
+          jax.random.key(target_cfg.train.seed), projected.shape))
+      evaluate_task = make_evaluator(task, vocab, backbone, config.data)
+      row = {"task": task, "seen": task in seen, "zero_shot_projected": evaluate_task(projected)["score"],
+             "zero_shot_baseline": evaluate_task(baseline)["score"]}
+      if targets is not None and task in targets:
+        target_prompt = targets.get(task).value
+        row["distance_before"] = projector_lib.distance(projector_lib.project(projector, initial, source_prompt),
+                                                        target_prompt)
+        row["distance_after"] = projector_lib.distance(projected, target_prompt)
+      if p.init_transfer:
+        for method, start in (("projected", projected), ("baseline", baseline)):
+          run = train_prompt(target_cfg, os.path.join(workdir, "targets", task, method), backbone=backbone,
+                             vocab=vocab, task_name=task, prompt_init=prompt_lib.from_array(start),
+                             name=f"{task}/from_{method}", verbose=verbose)
+          row[f"init_{method}"] = run.best_score
+          row[f"init_{method}_history"] = [{"step": h["step"], "score": h["score"]} for h in run.eval_history]
+      rows.append(row)
+      if verbose:
+        print(f"[project] {task}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in row.items() if not k.endswith("_history")), flush=True)
+    losses = [h["train/loss"] for h in result.train_history]
+    write_json(os.path.join(workdir, "results.json"),
+               {"objective": p.objective, "trained_on": seen, "rows": rows, "projector_train_loss": losses})
+    return {"rows": rows, "params": params, "projector": projector, "train_result": result}
+
+

@@ -75,7 +75,16 @@ def prepare_backbone(config: ml_collections.ConfigDict, workdir: str,
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs the quickstart; prints the table and where the files are; returns the figures."""
+  """Runs the quickstart; prints the table and where the files are; returns the figures.
+
+  The workdir belongs to one quickstart config (checked, and locked while it runs); each training
+  run inside checks its own sub-directory too.
+  """
+  with jobs.claim_job_workdir(config, workdir, "quickstart", frozen_fingerprint="made by the quickstart"):
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   data_dir = os.path.join(workdir, "data")
@@ -98,7 +107,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   source_cfg.train.update(dict(num_train_steps=config.source_steps, checkpoint_every=config.source_steps,
                                eval_every=config.source_steps // 4, log_every=config.source_steps // 4))
   library = jobs.build_library(source_cfg, workdir, backbone=backbone, vocab=vocab, sources=sources,
-                               library_path=os.path.join(workdir, "library"), verbose=config.verbose)
+                               library_path=os.path.join(workdir, "library"), verbose=config.verbose,
+                               claim_workdir=False)
   _log(start, f"library: {len(library)} source prompts")
 
   # (c) targets. First seed: the full grid (random-init baseline + transfer from every source). Every

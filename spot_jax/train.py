@@ -27,9 +27,10 @@ import optax
 from clu import metric_writers
 from etils import epath
 
-from spot_jax import distributed, sharding
+from spot_jax import configs, distributed, errors, sharding
 from spot_jax.checkpoints import prompts as prompt_io
-from spot_jax.checkpoints import train_state
+from spot_jax.checkpoints import fingerprint, train_state
+from spot_jax.checkpoints import workdir as workdir_lib
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
 
@@ -47,28 +48,8 @@ class BatchIterator(Protocol):
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Trainer settings; the defaults are the prompt-tuning papers' (Lester et al.; Vu et al.)."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.prompt_length = 100
-  c.num_train_steps = 30_000
-  c.batch_size = 32  # global, over all hosts
-  c.grad_accum_steps = 1  # split each batch into this many micro-batches (same result, less memory)
-  c.learning_rate = 0.3
-  c.optimizer = "adafactor"  # adafactor (prompt tuning) | adamw (Su et al.'s cross-model projector)
-  c.schedule = "constant"  # constant | warmup_constant | warmup_rsqrt
-  c.warmup_steps = 0
-  c.adafactor_decay_rate = 0.8
-  c.clipping_threshold = 1.0
-  c.z_loss = 1e-4
-  c.label_smoothing = 0.0
-  c.mesh_shape = (-1, 1)  # (data, model); -1 = all remaining devices
-  c.log_every = 100
-  c.eval_every = 1000  # 0 = never
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
-  c.embedding_step = 0  # >0: save the prompt at this step as the task embedding (SPoT library key)
-  return c
+  """Trainer settings (`config.train`); the defaults are the prompt-tuning papers' (see configs.py)."""
+  return configs.train_defaults()
 
 
 @dataclasses.dataclass
@@ -233,7 +214,11 @@ def step_compiler_options() -> Optional[dict]:
 # Settings that do not change the compiled step: runs that differ only in these share one compile
 # (the quickstart and grids run dozens of short trainings in one process).
 _RUN_ONLY_FIELDS = ("num_train_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                    "embedding_step")
+                    "embedding_step", "allow_changes", "fresh_start")
+# Settings that do not change a run's result: they may differ when a run resumes (the rest of
+# config.train is the run's identity; see checkpoints/workdir.py).
+NOT_IDENTITY_FIELDS = ("log_every", "checkpoint_every", "keep_checkpoints", "mesh_shape", "allow_changes",
+                        "fresh_start")
 _STEP_CACHE: dict = {}
 
 
@@ -258,7 +243,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
           train_iter: BatchIterator, prompt_init: Optional[prompt_lib.Initializer] = None,
           evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None, name: str = "train",
           verbose: bool = True, prompt_fn: Optional[Callable[[Any], Array]] = None, trainable_init: Any = None,
-          loss_fn: Optional[LossFn] = None) -> TrainResult:
+          loss_fn: Optional[LossFn] = None, run_identity: Optional[dict] = None,
+          frozen_fingerprint: Optional[str] = None) -> TrainResult:
   """Trains one prompt on the frozen model; resumes from `workdir` if it holds checkpoints.
 
   `evaluate(prompt) -> metrics` must include 'score' (higher is better); the best-scoring prompt is
@@ -270,7 +256,17 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
   `prompt_init`. Gradients, optimizer state and checkpoints are then the trainable's; the named
   prompts and `evaluate` get `prompt_fn(trainable)`; `TrainResult.params` is the final trainable.
   `loss_fn` (see `make_train_step`) replaces the cross-entropy through the frozen model.
+
+  The workdir belongs to this run (checkpoints/workdir.py): its identity is `cfg` (less the fields
+  that do not change the result), the model config, the frozen model's fingerprint (computed unless
+  `frozen_fingerprint` is given), a digest of the initial trainable, and the caller's `run_identity`
+  (e.g. task and data settings). A workdir holding a different run is refused.
   """
+  configs.check_train(cfg)
+  if cfg.embedding_step > cfg.num_train_steps:  # checked here: jobs set it per run (library keys, targets)
+    raise errors.ConfigError(f"config.train.embedding_step = {cfg.embedding_step} is after the last step "
+                             f"(num_train_steps = {cfg.num_train_steps}): it must be between 0 (no task "
+                             "embedding) and num_train_steps.")
   prompt_shape = (cfg.prompt_length, model_config.d_model)
   if (prompt_init is None) == (prompt_fn is None) or (prompt_fn is None) != (trainable_init is None):
     raise ValueError("train() takes either prompt_init (tune a prompt) or prompt_fn and trainable_init (tune "
@@ -284,17 +280,21 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
     prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
     return jnp.asarray(initial, jnp.float32), sharding.replicated(mesh)
 
+  identity = {"trainer": "prompt" if prompt_fn is None else "projector", **(run_identity or {}),
+              "frozen_model": frozen_fingerprint or fingerprint.model_fingerprint(model_config, frozen_params)}
   return _run(cfg, workdir, model_config=model_config, tune="prompt", prompt_length=cfg.prompt_length,
               frozen=frozen_params, frozen_axes=t5.logical_axes(model_config), init_trainable=init_trainable,
               train_iter=train_iter, evaluate=evaluate, name=name, verbose=verbose, prompt_fn=prompt_fn,
-              loss_fn=loss_fn)
+              loss_fn=loss_fn, identity=identity)
 
 
 def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, params: Any,
                train_iter: BatchIterator, evaluate: Optional[Callable[[Any], dict[str, float]]] = None,
-               name: str = "model-tuning", verbose: bool = True) -> TrainResult:
+               name: str = "model-tuning", verbose: bool = True, run_identity: Optional[dict] = None) -> TrainResult:
   """Model tuning (all T5 weights, no prompt) through the same loop; `TrainResult.params` holds the
   tuned weights. The offline quickstart makes its frozen backbone this way."""
+  configs.check_train(cfg, prompt_tuning=False)
+
   def init_trainable(mesh):
     return (jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params),
             sharding.logical_shardings(t5.logical_axes(model_config), params, mesh))
@@ -302,17 +302,47 @@ def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5
   empty_prompt = np.zeros((0, model_config.d_model), np.float32)
   return _run(cfg, workdir, model_config=model_config, tune="model", prompt_length=0, frozen=empty_prompt,
               frozen_axes=jax.sharding.PartitionSpec(), init_trainable=init_trainable, train_iter=train_iter,
-              evaluate=evaluate, name=name, verbose=verbose)
+              evaluate=evaluate, name=name, verbose=verbose, identity={"trainer": "model", **(run_identity or {})})
+
+
+# Parts of a run's identity that no `allow_changes` can change: the state would not fit or mean anything.
+_NEVER_CHANGEABLE = ("trainer", "frozen_model", "train.prompt_length")
 
 
 def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes, init_trainable, train_iter,
-         evaluate, name, verbose, prompt_fn=None, loss_fn=None) -> TrainResult:
+         evaluate, name, verbose, identity, prompt_fn=None, loss_fn=None) -> TrainResult:
   """The loop behind `train` and `tune_model`: the only training loop in spot_jax."""
-  workdir_path = epath.Path(workdir)
   mesh = sharding.make_mesh(cfg.mesh_shape)
   sharding.check_batch_fits(cfg.batch_size, mesh)
-  if cfg.batch_size % cfg.grad_accum_steps:
-    raise ValueError(f"batch_size {cfg.batch_size} is not divisible by grad_accum_steps {cfg.grad_accum_steps}.")
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
+    trainable, trainable_shardings = init_trainable(mesh)
+  identity = {**identity, "train": {k: v for k, v in cfg.items() if k not in NOT_IDENTITY_FIELDS},
+              "model": dataclasses.asdict(model_config), "initial_prompt_digest": fingerprint.tree_digest(trainable)}
+  claim = workdir_lib.claim(workdir, "train", identity, workdir_lib.parse_allow_changes(cfg.allow_changes),
+                            never_changeable=_NEVER_CHANGEABLE)
+  try:
+    return _loop(cfg, workdir, claim, mesh=mesh, model_config=model_config, tune=tune, prompt_length=prompt_length,
+                 frozen=frozen, frozen_axes=frozen_axes, trainable=trainable,
+                 trainable_shardings=trainable_shardings, train_iter=train_iter, evaluate=evaluate, name=name,
+                 verbose=verbose, prompt_fn=prompt_fn, loss_fn=loss_fn)
+  finally:
+    claim.release()
+
+
+def _set_aside_named_prompts(workdir: epath.Path, is_writer: bool) -> None:
+  """A fresh start keeps the old run's named prompts under prompts-before-fresh-start-<time>/."""
+  old = workdir / prompt_io.PROMPTS_DIR
+  if is_writer and old.exists():
+    target = workdir / f"{prompt_io.PROMPTS_DIR}-before-fresh-start-{int(time.time())}"
+    old.rename(target)
+    logging.warning("Fresh start: the old run's named prompts were moved to %s", target)
+  distributed.sync("spot_jax_prompts_set_aside")
+
+
+def _loop(cfg, workdir, claim, *, mesh, model_config, tune, prompt_length, frozen, frozen_axes, trainable,
+          trainable_shardings, train_iter, evaluate, name, verbose, prompt_fn, loss_fn) -> TrainResult:
+  """Restore or start, then `for step in ...`: train step / log / eval + best prompt / checkpoint."""
+  workdir_path = claim.path
   model = prompt_lib.PromptedT5(model_config, prompt_length)
   optimizer = make_optimizer(cfg) if tune == "prompt" else make_model_optimizer(cfg)
   repl = sharding.replicated(mesh)
@@ -323,7 +353,6 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
     frozen_shardings = sharding.logical_shardings(frozen_axes, frozen, mesh)
     frozen = jax.device_put(frozen, frozen_shardings)  # placed once, never copied or updated
-    trainable, trainable_shardings = init_trainable(mesh)
     trainable = jax.device_put(trainable, trainable_shardings)
     # Prompt optimizer state is replicated; that of model weights follows the weights (XLA decides).
     opt_init = jax.jit(optimizer.init, out_shardings=(
@@ -335,10 +364,16 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
                                    "step": jax.device_put(jnp.zeros((), jnp.int32), repl)})
     checkpointer = train_state.TrainCheckpointer(str(workdir_path / "checkpoints"), cfg.checkpoint_every,
                                                  cfg.keep_checkpoints)
-    restored = checkpointer.restore_latest(abstract_state)
+    restored = checkpointer.restore_latest(abstract_state, fresh_start=cfg.fresh_start)
+    if checkpointer.started_over:
+      _set_aside_named_prompts(workdir_path, is_writer)
     start_step = 0
     if restored is not None:
       start_step, state, data_state = restored
+      if start_step > cfg.num_train_steps:
+        raise errors.WorkdirError(
+            f"Workdir {workdir_path} holds a checkpoint at step {start_step}, past num_train_steps = "
+            f"{cfg.num_train_steps}: a run cannot be shortened after the fact. Use another --workdir.")
       train_iter.set_state(data_state)
       trainable, opt_state = state["trainable"], state["opt_state"]
       logging.info("[%s] resumed from step %d", name, start_step)

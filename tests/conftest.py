@@ -5,3 +5,13 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cli_world(tmp_path_factory):
+  """The offline world of tests/cli_world.py, made once per session (about 15 s)."""
+  from tests import cli_world as world_lib
+  return world_lib.make_world(str(tmp_path_factory.mktemp("cli_world")))

@@ -3,52 +3,26 @@ retrieve for a target -> transfer to the target from the retrieved prompt; plus 
 
 import json
 import os
-import shutil
-import subprocess
-import sys
+import pathlib
 
-import jax
 import numpy as np
 import pytest
 
-from spot_jax.checkpoints import hf
 from spot_jax.checkpoints import prompts as prompt_io
-from spot_jax.data import synthetic, vocab as vocab_lib
-from spot_jax.models import t5
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import cli_world as world_lib
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-  """Synthetic TFDS data, a SentencePiece vocab and a random tiny HF backbone holding spiece.model."""
-  base = tmp_path_factory.mktemp("cli")
-  data_dir = str(base / "data")
-  synthetic.prepare(data_dir)
-  model_file = vocab_lib.train_sentencepiece(synthetic.corpus_lines(data_dir, per_task=50), str(base / "spm"), 128)
-  vocab = vocab_lib.SentencePieceVocab(model_file)
-  cfg = t5.get_config("tiny", vocab_size=vocab.vocab_size, d_model=32, d_ff=64, num_heads=2, d_kv=16)
-  hf.save_hf_t5(cfg, t5.init_params(cfg, jax.random.key(0)), str(base / "backbone"))
-  shutil.copy(model_file, base / "backbone" / "spiece.model")
-  return base, data_dir
+@pytest.fixture
+def world(cli_world):
+  return cli_world
 
 
 def _cli(world, *args):
-  base, data_dir = world
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", TFDS_DATA_DIR=data_dir)
-  small = ["--config.data.input_length=32", "--config.data.target_length=8", "--config.train.batch_size=8",
-           "--config.train.prompt_length=4", "--config.train.log_every=2", "--config.data.eval_max_examples=16",
-           "--config.data.eval_batch_size=16", f"--config.data.data_dir={data_dir}"]
-  command = [sys.executable, "-m", "spot_jax.cli", *args]
-  if any(a.startswith("--config=") for a in args):
-    command += small
-  out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
-  return out
+  return world_lib.run_cli(world, *args)
 
 
 def test_train_library_retrieve_transfer(world):
-  base, _ = world
-  backbone = str(base / "backbone")
+  base, backbone = pathlib.Path(world.base), world.backbone
   source_run, library, retrieved, target_run = (str(base / n) for n in ("src", "lib", "ret", "tgt"))
   out = _cli(world, "train", f"--config=experiments/prompt_tuning.py:task=synth_seven_comma,hf_path={backbone},steps=4",
              f"--workdir={source_run}", "--config.train.embedding_step=2", "--config.train.eval_every=2")
@@ -93,7 +67,10 @@ def test_train_library_retrieve_transfer(world):
   assert min(per_task.values()) >= 12  # 24 expected of each
   out = _cli(world, "retrieve", f"--config=experiments/targeted_spot.py:task=synth_seven_target,hf_path={backbone},"
              f"library={library},strategy=mix", f"--workdir={mixed}")
-  assert out.returncode != 0 and "Unknown retrieval.strategy 'mix'" in out.stderr
+  assert out.returncode == 2
+  assert world_lib.error_lines(out.stderr) == [
+      "spot-jax retrieve: error: config.retrieval.strategy = 'mix' is not allowed: it must be one of "
+      "'best_of_top_k', 'weighted_average', 'mixture'."]
 
 
 def test_unknown_config_key_is_a_clear_error(world):

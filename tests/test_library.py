@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from spot_jax.checkpoints import fingerprint
 from spot_jax.models import t5
 from spot_jax.spot import library as lib
 
@@ -95,10 +96,10 @@ def test_export_import_round_trip(library, tmp_path, archive):
 def test_model_fingerprint_tracks_weights_not_runtime_options():
   cfg = t5.get_config("tiny", vocab_size=32, num_encoder_layers=1, num_decoder_layers=1)
   params = t5.init_params(cfg, jax.random.key(0))
-  a = lib.model_fingerprint(cfg, params)
-  assert a == lib.model_fingerprint(cfg.replace(dtype="bfloat16", dropout_rate=0.0), params)
-  assert a == lib.model_fingerprint(cfg.replace(scan_layers=True), t5.scan_params(params, cfg))
+  a = fingerprint.model_fingerprint(cfg, params)
+  assert a == fingerprint.model_fingerprint(cfg.replace(dtype="bfloat16", dropout_rate=0.0), params)
+  assert a == fingerprint.model_fingerprint(cfg.replace(scan_layers=True), t5.scan_params(params, cfg))
   changed = jax.tree.map(lambda x: x, params)
   changed["decoder"]["decoder_norm"]["scale"] = params["decoder"]["decoder_norm"]["scale"] * 1.01
-  assert lib.model_fingerprint(cfg, changed) != a
-  assert lib.model_fingerprint(cfg, t5.init_params(cfg, jax.random.key(1))) != a
+  assert fingerprint.model_fingerprint(cfg, changed) != a
+  assert fingerprint.model_fingerprint(cfg, t5.init_params(cfg, jax.random.key(1))) != a

@@ -13,6 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from spot_jax import configs, jobs, train
+from spot_jax.checkpoints import fingerprint
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.data import synthetic, vocab as vocab_lib
 from spot_jax.models import t5
@@ -145,14 +146,14 @@ def world(tmp_path_factory):
   vocab = vocab_lib.SentencePieceVocab(vocab_lib.train_sentencepiece(lines, str(base / "spm"), fx.VOCAB))
   assert vocab.vocab_size <= fx.VOCAB
   cfg, params = _target_model()  # the unit tests' target model: its embedding covers the vocabulary
-  backbone = jobs.Backbone(cfg, params, library_lib.model_fingerprint(cfg, params))
+  backbone = jobs.Backbone(cfg, params, fingerprint.model_fingerprint(cfg, params))
   rng = np.random.default_rng(0)
   libraries = {}
-  for which, d_model, fingerprint in (("source", D_SOURCE, "source-model"), ("target", D_TARGET, backbone.fingerprint)):
-    lib = library_lib.PromptLibrary(str(base / which), model_fingerprint=fingerprint, prompt_length=4, d_model=d_model)
+  for which, d_model, model in (("source", D_SOURCE, "source-model"), ("target", D_TARGET, backbone.fingerprint)):
+    lib = library_lib.PromptLibrary(str(base / which), model_fingerprint=model, prompt_length=4, d_model=d_model)
     for name in tasks:
       prompt = rng.uniform(-0.5, 0.5, (4, d_model)).astype(np.float32)
-      lib.add(name, prompt, prompt, model_fingerprint=fingerprint)
+      lib.add(name, prompt, prompt, model_fingerprint=model)
     libraries[which] = lib.path
   return base, data_dir, vocab, backbone, libraries, tasks
 

@@ -41,8 +41,9 @@ def test_npy_round_trip_and_shape_check(tmp_path):
   prompt = np.random.default_rng(3).normal(size=SHAPE).astype(np.float32)
   prompt_io.save_npy(tmp_path / "p.npy", prompt)
   np.testing.assert_array_equal(prompt_lib.from_npy(str(tmp_path / "p.npy"))(jax.random.key(0), SHAPE), prompt)
-  with pytest.raises(prompt_lib.PromptShapeError, match=r"\(6, 16\) but the model expects \(5, 16\)"):
+  with pytest.raises(prompt_lib.PromptShapeError, match=r"\(6, 16\) but the model expects \(5, 16\)") as e:
     prompt_lib.from_npy(str(tmp_path / "p.npy"))(jax.random.key(0), (5, 16))
+  assert "--config.train.prompt_length=6" in str(e.value)  # the field that exists (not config.prompt.length)
 
 
 def test_corrupted_or_wrong_npy_is_a_clear_error(tmp_path):

@@ -169,7 +169,7 @@ def test_corrupted_latest_checkpoint_falls_back(tiny, tmp_path):
   for f in latest.rglob("*"):
     if f.is_file():
       f.write_bytes(b"\x00garbage")
-  result = _train(tiny, tmp_path / "run", num_train_steps=6, checkpoint_every=2)
+  result = _train(tiny, tmp_path / "run", num_train_steps=6, checkpoint_every=2, allow_changes="num_train_steps")
   quarantined = list((tmp_path / "run" / "checkpoints" / "corrupt_checkpoints").iterdir())
   assert [q.name.split("-")[0] for q in quarantined] == ["4"]  # moved aside, not deleted
   ref = prompt_io.load_prompt(str(tmp_path / "ref"), "final")

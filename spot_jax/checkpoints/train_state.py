@@ -44,6 +44,7 @@ class TrainCheckpointer:
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every, max_to_keep=keep, create=True, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+    self.started_over = False  # restore_latest found only unreadable checkpoints and fresh_start allowed it
 
   def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
     """Writes `state` (a pytree of arrays) and `data_state` (JSON) as step `step`, if due or forced."""
@@ -53,14 +54,17 @@ class TrainCheckpointer:
     return self._manager.save(step, force=force, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)))
 
-  def restore_latest(self, abstract_state: Any) -> Optional[tuple[int, Any, dict]]:
+  def restore_latest(self, abstract_state: Any, fresh_start: bool = False) -> Optional[tuple[int, Any, dict]]:
     """-> (step, state, data_state) of the newest restorable checkpoint, or None if there is none.
 
     `abstract_state` is a pytree of jax.ShapeDtypeStruct (with shardings) describing the state.
+    Unreadable checkpoints are moved to `corrupt_checkpoints/` (never deleted). When none is left
+    readable, the run would start over at step 0 and overwrite what the old run wrote: that is
+    refused with `CheckpointRestoreError` unless `fresh_start` (then `started_over` is True and the
+    quarantined checkpoints are kept under a dated name, so a later retry is not refused again).
     """
-    steps = sorted(self._manager.all_steps(), reverse=True)
     failures = []
-    for step in steps:
+    for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
@@ -72,10 +76,21 @@ class TrainCheckpointer:
         logging.warning("Fell back to checkpoint step %d; unreadable newer checkpoints were moved to %s: %s",
                         step, self.directory / QUARANTINE_DIR, failures)
       return step, restored["state"], self._own_data_state(step, restored["data"])
-    if failures:
+    quarantine = self.directory / QUARANTINE_DIR
+    unreadable = sorted(p.name for p in quarantine.iterdir()) if quarantine.exists() else []
+    if not unreadable:
+      return None
+    if not fresh_start:
+      found = f" ({'; '.join(failures)})" if failures else ""
       raise CheckpointRestoreError(
-          f"No checkpoint in {self.directory} could be restored ({'; '.join(failures)}). They were moved to "
-          f"{self.directory / QUARANTINE_DIR}. Start a fresh run with a new --workdir, or repair them.")
+          f"No checkpoint in {self.directory} can be restored{found}: {len(unreadable)} unreadable checkpoint(s) "
+          f"are in {quarantine}. Starting over from step 0 would overwrite this run's named prompts. Repair "
+          "them, use a new --workdir, or start this run again from step 0 with --config.train.fresh_start=true "
+          "(the old named prompts are kept aside).")
+    if distributed.is_primary():
+      quarantine.rename(self.directory / f"{QUARANTINE_DIR}-before-fresh-start-{int(time.time())}")
+    distributed.sync("spot_jax_fresh_start")
+    self.started_over = True
     return None
 
   def _own_data_state(self, step: int, data: dict) -> dict:

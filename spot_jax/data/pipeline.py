@@ -16,7 +16,15 @@ batch index), so the draw needs no state either. Tokenization is SentencePiece i
 EOS (1) is appended after truncation, as T5's `append_eos_after_trim`; truncated examples are
 counted (`BatchIterator.truncation`). A background thread prepares `prefetch` batches ahead while
 the accelerator runs the step; `get_state()` is the position after the last batch *returned*, not
-the last one prepared.
+the last one prepared. An exception in that thread is raised by the `next()` that would have
+returned the batch it was making (the same exception; the thread ends, `close()` never waits on it).
+
+Bad rows: a row the task cannot use (a field missing or unparseable, a label outside the task's
+label set: `preprocessors.InvalidRow`) is an `errors.InputDataError` naming the file and line (local
+files) or the row index (TFDS, in-memory), the field and what was expected — never a silently
+shrunken dataset. Local files are small, so every row is checked once when a split is opened and
+the error counts all bad rows; with `skip_invalid_examples=True` they are left out and the count is
+logged (a warning). Unlabelled rows (label -1, as in TFDS test splits) are dropped, as T5 does.
 
 Batch (B = per-host batch size, S = input_length, T = target_length):
   encoder_input_tokens  [B, S] int32   input ids, EOS, then 0 padding
@@ -28,6 +36,7 @@ Batch (B = per-host batch size, S = input_length, T = target_length):
 from __future__ import annotations
 
 import copy
+import logging
 import queue
 import threading
 import weakref
@@ -36,6 +45,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from spot_jax import errors
 from spot_jax.data import mixtures as mixtures_lib
 from spot_jax.data import preprocessors as pp
 from spot_jax.data import tasks as tasks_lib
@@ -45,6 +55,9 @@ _STATE_VERSION = 1
 _CHUNK = 256  # positions whose source indices are computed at once
 _READ_AHEAD = 256  # raw examples read per source call (TFDS batched reads cost ~1 ms per call)
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_POLL_S = 0.05  # how often a waiting next() checks that the prefetch thread is still alive
+_SKIP_HINT = ("Fix the data, or set config.data.skip_invalid_examples=True to skip such rows (the count is "
+              "logged).")
 
 
 # ----------------------------------------------------------------------------- keyed permutation
@@ -95,6 +108,103 @@ def _key(*parts: Any) -> int:
   return pp._mix(*ints)  # pylint: disable=protected-access
 
 
+# ----------------------------------------------------------------------------- bad rows
+
+
+def _outputs(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str, index: int, raw: Any,
+             ctx: pp.Context) -> list[dict]:
+  """`task.preprocess(raw)`; a row it cannot use raises `pp.InvalidRow` located at the row (file and
+  line, or row index), whatever the preprocessor raised: KeyError, ValueError, TypeError and
+  IndexError from a (user) preprocessor are how a bad row shows, so they become InvalidRow too."""
+  if isinstance(raw, pp.InvalidRow):  # the source could not read it (see _TaskStream._read)
+    raise raw.at(tasks_lib.row_location(source, index, task.name, split))
+  try:
+    return task.preprocess(raw, ctx)
+  except pp.InvalidRow as e:
+    where = tasks_lib.row_location(source, index, task.name, split)
+    raise e.at(where, _expected(task, e.field)) from e
+  except errors.InputDataError:
+    raise
+  except KeyError as e:
+    key = e.args[0] if e.args else None
+    where = tasks_lib.row_location(source, index, task.name, split)
+    raise pp.InvalidRow(str(key), "is missing", _expected(task, key), where) from e
+  except (ValueError, TypeError, IndexError) as e:
+    where = tasks_lib.row_location(source, index, task.name, split)
+    raise pp.InvalidRow(None, f"cannot be preprocessed by task {task.name!r} ({type(e).__name__}: {e})",
+                        where=where) from e
+
+
+def _expected(task: tasks_lib.Task, column: Any) -> str:
+  expected = getattr(task.source, "expected", None)
+  return expected(column) if expected is not None and isinstance(column, str) else ""
+
+
+def _scan(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str,
+          training: bool) -> tuple[list[int], Optional[pp.InvalidRow]]:
+  """Indices of all rows the task cannot use, and the first one's error (a local file: every row)."""
+  ctx = pp.Context(seed=0, training=training)
+  bad: list[int] = []
+  first = None
+  for index in range(len(source)):
+    try:
+      _outputs(task, source, split, index, source[index], ctx)
+    except pp.InvalidRow as e:
+      bad.append(index)
+      first = first or e
+  return bad, first
+
+
+def _report_invalid(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str, bad: int, checked: int,
+                    first: Optional[pp.InvalidRow], skip: bool) -> None:
+  """Raise (default) or warn (`skip`) about `bad` unusable rows among `checked`."""
+  if not bad:
+    return
+  location = tasks_lib.split_location(source, task.name, split)
+  first_text = str(first)
+  if first_text.startswith(location + " "):  # 'path line 12: ...' -> 'line 12: ...' after 'path: '
+    first_text = first_text[len(location) + 1:]
+  summary = f"{location}: {bad} of {checked} rows cannot be used by task {task.name!r}; the first: {first_text}"
+  if not skip:
+    raise errors.InputDataError(f"{summary}. {_SKIP_HINT}") from first
+  if bad == checked:
+    raise errors.InputDataError(f"{summary}. That is every row, so nothing is left to skip to: fix the data or "
+                                "check that the file belongs to this task.") from first
+  logging.warning("%s. Skipping these %d rows (skip_invalid_examples=True).", summary, bad)
+
+
+class _Subset:
+  """The rows of a source that are not in `drop` (skip_invalid_examples=True); rows keep their
+  file/line in messages."""
+
+  def __init__(self, source: tasks_lib.RandomAccess, drop: Sequence[int]):
+    self._source = source
+    self._keep = np.setdiff1d(np.arange(len(source), dtype=np.int64), np.asarray(drop, np.int64))
+    self.path = getattr(source, "path", None)
+
+  def __len__(self) -> int:
+    return len(self._keep)
+
+  def __getitem__(self, index: int) -> Mapping[str, Any]:
+    return self._source[int(self._keep[index])]
+
+  def where(self, index: int) -> str:
+    raw_index = int(self._keep[index])
+    where = getattr(self._source, "where", None)
+    return where(raw_index) if where is not None else f"row {raw_index}"
+
+
+def _checked_source(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str,
+                    skip: bool) -> tasks_lib.RandomAccess:
+  """A scannable (local-file) split checked row by row up front: an error counting the bad rows, or
+  (skip) the split without them. Other sources are checked as rows are read."""
+  if not getattr(source, "scannable", False):
+    return source
+  bad, first = _scan(task, source, split, training=True)
+  _report_invalid(task, source, split, len(bad), len(source), first, skip)
+  return _Subset(source, bad) if bad else source
+
+
 # ----------------------------------------------------------------------------- one task's stream
 
 
@@ -102,8 +212,10 @@ class _TaskStream:
   """Endless examples of one task on this host: shuffled per epoch, position = (epoch, pos, sub)."""
 
   def __init__(self, task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str, seed: int,
-               process_index: int, process_count: int):
+               process_index: int, process_count: int, skip_invalid_examples: bool = False):
     self.task, self.source, self.split = task, source, split
+    self.skip_invalid_examples = skip_invalid_examples
+    self.skipped = 0  # bad rows skipped while reading (sources not checked up front)
     self.seed, self.process_index, self.process_count = seed, process_index, process_count
     self.n = len(source)
     self.shard_size = len(range(process_index, self.n, process_count))
@@ -144,15 +256,33 @@ class _TaskStream:
       end = min(pos + _READ_AHEAD, self.shard_size, pos - pos % _CHUNK + _CHUNK)
       indices = [self._index(epoch, p) for p in range(pos, end)]
       read_many = getattr(self.source, "read_many", None)
-      r_examples = list(read_many(indices)) if read_many is not None else [self.source[i] for i in indices]
+      try:
+        r_examples = list(read_many(indices)) if read_many is not None else [self.source[i] for i in indices]
+      except pp.InvalidRow:  # one unreadable row: read one by one, so that only that one fails
+        r_examples = [self._read_one(i) for i in indices]
       self._raw = (epoch, pos, r_examples)
       r_start = pos
     return r_examples[pos - r_start]
 
+  def _read_one(self, index: int) -> Any:
+    try:
+      return self.source[index]
+    except pp.InvalidRow as e:
+      return e
+
   def _preprocess(self, epoch: int, pos: int) -> list[dict]:
     index = self._index(epoch, pos)
     ctx = pp.Context(seed=_key(self.seed, self.task.name, epoch, index), training=True)
-    return self.task.preprocess(self._read(epoch, pos), ctx)
+    try:
+      return _outputs(self.task, self.source, self.split, index, self._read(epoch, pos), ctx)
+    except pp.InvalidRow as e:
+      if not self.skip_invalid_examples:
+        raise errors.InputDataError(f"{e}. {_SKIP_HINT}") from e
+      self.skipped += 1
+      if self.skipped in (1, 10, 100) or self.skipped % 1000 == 0:
+        logging.warning("Task %r split %r: skipped %d rows it cannot use so far (skip_invalid_examples=True); "
+                        "the latest: %s", self.task.name, self.split, self.skipped, e)
+      return []
 
   def next(self) -> dict:
     empty_run = 0
@@ -240,6 +370,7 @@ class BatchIterator:
     self._thread: Optional[threading.Thread] = None
     self._queue: Optional[queue.Queue] = None
     self._stop = threading.Event()
+    self._failure: list[BaseException] = []  # what ended the prefetch thread, if anything did
 
   # -- producing
   def _zero_counts(self) -> dict:
@@ -269,9 +400,14 @@ class BatchIterator:
     return batch, self._snapshot()
 
   @staticmethod
-  def _produce(ref: "weakref.ReferenceType[BatchIterator]", q: queue.Queue, stop: threading.Event) -> None:
+  def _produce(ref: "weakref.ReferenceType[BatchIterator]", q: queue.Queue, stop: threading.Event,
+               failure: list) -> None:
     """Producer loop. Holds the iterator only weakly while waiting, so an iterator that is dropped
-    without `close()` is garbage collected and its thread ends."""
+    without `close()` is garbage collected and its thread ends.
+
+    An exception ends the thread at once, recorded in `failure` rather than put on the queue: a
+    full queue (the consumer stopped taking batches) would otherwise block the thread forever, and
+    with it `close()`. `__next__` raises it once the batches made before it are taken."""
     try:
       while not stop.is_set():
         it = ref()
@@ -286,24 +422,49 @@ class BatchIterator:
           except queue.Full:
             if ref() is None:
               return
-    except BaseException as e:  # surfaced in __next__
-      q.put(e)
+    except BaseException as e:  # pylint: disable=broad-except
+      failure.append(e)
 
   def _start(self) -> None:
     self._stop = threading.Event()
     self._queue = queue.Queue(maxsize=self.prefetch)
-    self._thread = threading.Thread(target=BatchIterator._produce, args=(weakref.ref(self), self._queue, self._stop),
+    self._failure = []
+    self._thread = threading.Thread(target=BatchIterator._produce,
+                                    args=(weakref.ref(self), self._queue, self._stop, self._failure),
                                     daemon=True, name=f"spot_jax-data-{self.name}")
     self._thread.start()
 
-  def close(self) -> None:
-    """Stops the prefetch thread; the position is kept (the next `next()` restarts it)."""
+  def _stop_thread(self) -> None:
     if self._thread is not None:
       self._stop.set()
       self._thread.join()
       self._thread = None
       self._queue = None
+
+  def close(self) -> None:
+    """Stops the prefetch thread; the position is kept (the next `next()` restarts it)."""
+    if self._thread is not None:
+      self._stop_thread()
       self._restore(self._state)  # the producer ran ahead; rewind to what was returned
+
+  def _take(self) -> tuple[dict[str, np.ndarray], dict]:
+    """The next prepared batch; the producer's exception once it has died and the queue is empty
+    (checked every _POLL_S, so a dead producer can never leave `next()` waiting)."""
+    while True:
+      try:
+        return self._queue.get(timeout=_POLL_S)
+      except queue.Empty:
+        if self._thread.is_alive():
+          continue
+      try:  # it may have put a batch between the timeout and the liveness check
+        return self._queue.get_nowait()
+      except queue.Empty:
+        pass
+      error = self._failure[0] if self._failure else RuntimeError(
+          f"The prefetch thread of data iterator {self.name!r} ended without a batch or an error; "
+          "this is a bug in spot_jax.data.pipeline.")
+      self.close()  # rewinds to the last batch returned: a next() after this one meets the same error
+      raise error
 
   # -- the iterator protocol
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -311,15 +472,15 @@ class BatchIterator:
 
   def __next__(self) -> dict[str, np.ndarray]:
     if self.prefetch <= 0:
-      batch, self._state = self._make_batch()
+      try:
+        batch, self._state = self._make_batch()
+      except BaseException:
+        self._restore(self._state)  # a half-made batch moved the streams; rewind as the prefetch path does
+        raise
       return batch
     if self._thread is None:
       self._start()
-    item = self._queue.get()
-    if isinstance(item, BaseException):
-      self._thread = None
-      raise item
-    batch, self._state = item
+    batch, self._state = self._take()
     return batch
 
   def __enter__(self) -> "BatchIterator":
@@ -351,10 +512,7 @@ class BatchIterator:
     if mismatched:
       raise ValueError(f"Data state does not belong to this iterator: (saved, current) = {mismatched}. Restore "
                        "with the same task/mixture, batch size and process layout.")
-    if self._thread is not None:
-      self._stop.set()
-      self._thread.join()
-      self._thread = None
+    self._stop_thread()
     self._restore(state)
 
   def _restore(self, state: Mapping[str, Any]) -> None:
@@ -387,11 +545,13 @@ def _check_lengths(**lengths: int) -> None:
 def make_train_iterator(task_or_mixture_name: str, vocab, *, batch_size: int, input_length: int,
                         target_length: int, seed: int, process_index: int = 0, process_count: int = 1,
                         split: Optional[str] = None, data_dir: Optional[str] = None,
-                        prefetch: int = 2) -> BatchIterator:
+                        prefetch: int = 2, skip_invalid_examples: bool = False) -> BatchIterator:
   """Endless, deterministic, per-host batches of a registered task or mixture (module docstring).
 
   `batch_size` is this host's batch. `split` defaults to each task's `train_split`; `data_dir`
-  overrides where TFDS / local files are read from.
+  overrides where TFDS / local files are read from. A row a task cannot use is an
+  `errors.InputDataError` (local files: raised here, counting all such rows); with
+  `skip_invalid_examples=True` such rows are skipped and counted in a logged warning.
   """
   _check_lengths(batch_size=batch_size, input_length=input_length, target_length=target_length)
   if not 0 <= process_index < process_count:
@@ -404,8 +564,9 @@ def make_train_iterator(task_or_mixture_name: str, vocab, *, batch_size: int, in
   streams = []
   for task in tasks:
     task_split = split or task.train_split
-    source = task.source.open(task_split, data_dir)
-    streams.append(_TaskStream(task, source, task_split, seed, process_index, process_count))
+    source = _checked_source(task, task.source.open(task_split, data_dir), task_split, skip_invalid_examples)
+    streams.append(_TaskStream(task, source, task_split, seed, process_index, process_count,
+                               skip_invalid_examples))
   rates = np.ones(1) if mixture is None else mixture.normalized_rates([s.n for s in streams])
   return BatchIterator(task_or_mixture_name, streams, rates, vocab, batch_size=batch_size, input_length=input_length,
                        target_length=target_length, seed=seed, process_index=process_index,
@@ -413,29 +574,42 @@ def make_train_iterator(task_or_mixture_name: str, vocab, *, batch_size: int, in
 
 
 def load_eval_examples(task_name: str, vocab, *, split: Optional[str] = None, input_length: int,
-                       max_examples: Optional[int] = None, data_dir: Optional[str] = None) -> list[dict]:
+                       max_examples: Optional[int] = None, data_dir: Optional[str] = None,
+                       skip_invalid_examples: bool = False) -> list[dict]:
   """Evaluation examples in dataset order (not sharded, not shuffled).
 
   Each: `encoder_input_tokens` [<= input_length] int32 (ids, EOS; truncated; *not* padded — see
   `pad_batch`), `inputs` and `targets` strings, `label` where the task has label words, `example`
-  (the raw example as plain Python, for metrics that group or use all answers) and `index`.
+  (the raw example as plain Python, for metrics that group or use all answers) and `index` (the
+  row in the split). Rows the task cannot use raise an `errors.InputDataError` counting them (over
+  the whole file for local files, over the rows read otherwise), or with `skip_invalid_examples=True`
+  are skipped with a logged warning: a score over a silently smaller set is not comparable.
   """
   _check_lengths(input_length=input_length)
   task = tasks_lib.get_task(task_name)
   split = split or task.eval_split
   source = task.source.open(split, data_dir)
+  check_all = getattr(source, "scannable", False)  # local files: count bad rows past max_examples too
   out: list[dict] = []
   ctx = pp.Context(seed=0, training=False)
+  bad, checked, first = 0, 0, None
   for index in range(len(source)):
-    if max_examples is not None and len(out) >= max_examples:
+    full = max_examples is not None and len(out) >= max_examples
+    if full and not check_all:
       break
-    raw = source[index]
-    produced = task.preprocess(raw, ctx)
-    if not produced:
+    checked += 1
+    try:
+      raw = source[index]
+      produced = _outputs(task, source, split, index, raw, ctx)
+    except pp.InvalidRow as e:
+      bad, first = bad + 1, first or e
+      continue
+    if not produced or full:
       continue
     example = pp.to_python(dict(raw))
     for ex in produced:
       out.append({**ex, "example": example, "index": index})
+  _report_invalid(task, source, split, bad, checked, first, skip_invalid_examples)
   if max_examples is not None:
     out = out[:max_examples]
   token_lists = _encode_all(vocab, [ex["inputs"] for ex in out])

@@ -6,8 +6,11 @@ small, pure factories. Each factory returns a `Preprocessor`:
 
     fn(example: Mapping, ctx: Context) -> list[dict]
 
-One raw example may give zero outputs (an unlabelled test example), one (most tasks) or several
-(a RACE article has many questions; a ReCoRD query has several correct answers when training).
+One raw example may give zero outputs (an unlabelled test example: label -1 as in TFDS test splits,
+which T5 drops too), one (most tasks) or several (a RACE article has many questions; a ReCoRD query
+has several correct answers when training). A row that cannot be used — a field missing or not
+parseable, a label outside the task's label words — raises `InvalidRow` instead of being dropped,
+so that a bad file never silently shrinks the dataset; the pipeline adds the file and line.
 Outputs always hold `inputs` and `targets` strings; classification outputs also hold `label` (the
 index into the task's label words). `ctx.seed` is a deterministic per-(run seed, epoch, example)
 integer for formats that randomise (the prefix-LM split of C4); the others ignore it.
@@ -21,11 +24,32 @@ real dataset and `str` under `tfds.testing.mock_data`); `as_text` accepts all of
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import string
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
+
+from spot_jax import errors
+
+
+class InvalidRow(errors.InputDataError):
+  """A row that a task cannot use: a field is missing or unparseable, or its label is outside the
+  task's label set. Preprocessors raise it without `where` (they do not know the file and line);
+  the pipeline re-raises it with `at(where)`, and counts or skips such rows."""
+
+  def __init__(self, key: Optional[str], problem: str, expected: str = "", where: str = ""):
+    self.field, self.problem, self.expected, self.where = key, problem, expected, where
+    subject = f"field {key!r} {problem}" if key else problem
+    super().__init__((f"{where}: " if where else "") + subject + (f" (expected {expected})" if expected else ""))
+
+  def at(self, where: str, expected: str = "") -> "InvalidRow":
+    """The same problem, located (`expected` fills in a missing expectation, e.g. the column's
+    description in a local-file source)."""
+    if self.where:
+      return self
+    return InvalidRow(self.field, self.problem, self.expected or expected, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +86,82 @@ def as_text_list(value: Any) -> list[str]:
 
 
 def as_int(value: Any, default: int = -1) -> int:
+  """Lenient int (ids, indices); labels go through `parse_label`, which refuses what it cannot read."""
   try:
     return int(np.asarray(value).reshape(-1)[0])
   except (TypeError, ValueError, IndexError):
     return default
+
+
+def field(example: Mapping[str, Any], key: str, expected: str = "") -> Any:
+  """`example[key]`, or `InvalidRow` naming the field if it is absent or null (JSON null, a short CSV row)."""
+  value = example.get(key) if isinstance(example, Mapping) else None
+  if value is None:
+    raise InvalidRow(key, "is missing", expected)
+  return value
+
+
+def _scalar(value: Any, key: str, expected: str) -> Any:
+  """One plain Python value (str, int, float, bool) out of a raw value, or `InvalidRow`."""
+  if value is None:
+    raise InvalidRow(key, "is missing", expected)
+  arr = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+  if arr is not None:
+    if arr.size != 1:
+      raise InvalidRow(key, f"is {to_python(value)!r}, not one value", expected)
+    value = arr.reshape(-1)[0]
+    value = value.item() if isinstance(value, np.generic) else value
+  if isinstance(value, bytes):
+    value = value.decode("utf-8", errors="replace")
+  if isinstance(value, str) and not value.strip():
+    raise InvalidRow(key, "is empty", expected)
+  return value
+
+
+def parse_int(value: Any, key: str, expected: str = "an int") -> int:
+  """An int from an int, an integral float or a string such as '1' (CSV cells are strings)."""
+  value = _scalar(value, key, expected)
+  if isinstance(value, (bool, int)):
+    return int(value)
+  if isinstance(value, str):
+    try:
+      return int(value.strip())
+    except ValueError:
+      try:
+        number = float(value.strip())
+      except ValueError:
+        number = math.nan
+      value = number if number.is_integer() else value
+  if isinstance(value, float) and value.is_integer():
+    return int(value)
+  raise InvalidRow(key, f"is {value!r}, not an int", expected)
+
+
+def parse_float(value: Any, key: str, expected: str = "a number") -> float:
+  value = _scalar(value, key, expected)
+  if isinstance(value, (bool, int, float, str)):
+    try:
+      return float(value)
+    except ValueError:
+      pass
+  raise InvalidRow(key, f"is {value!r}, not a number", expected)
+
+
+def label_set(label_words: Sequence[str]) -> str:
+  """The allowed labels as an error message shows them: 'int 0 = negative, 1 = positive'."""
+  return "int " + ", ".join(f"{i} = {w}" for i, w in enumerate(label_words))
+
+
+def parse_label(value: Any, key: str, label_words: Sequence[str]) -> Optional[int]:
+  """The index of a label into `label_words`; None for -1 (unlabelled, as TFDS test splits: T5 drops
+  those, and so does every preprocessor here). Anything else outside the set is an `InvalidRow`
+  (1-based labels for a 0-based task, a label word where an index is expected)."""
+  label = parse_int(value, key, label_set(label_words))
+  if label == -1:
+    return None
+  if not 0 <= label < len(label_words):
+    raise InvalidRow(key, f"is {label}, outside the task's label set", label_set(label_words))
+  return label
 
 
 def clean(text: str) -> str:
@@ -90,16 +186,17 @@ def to_python(value: Any) -> Any:
   return value
 
 
-def _label_target(label: int, label_words: Sequence[str]) -> Optional[dict]:
-  if 0 <= label < len(label_words):
-    return {"targets": label_words[label], "label": label}
-  return None  # unlabelled (TFDS test splits use -1): nothing to train or score on
+def _label_target(value: Any, label_words: Sequence[str], key: str = "label") -> Optional[dict]:
+  label = parse_label(value, key, label_words)
+  if label is None:
+    return None  # unlabelled (TFDS test splits use -1): nothing to train or score on
+  return {"targets": label_words[label], "label": label}
 
 
 def _fields_text(prefix: str, example: Mapping[str, Any], fields: Sequence[tuple[str, str]]) -> str:
   parts = [prefix] if prefix else []
   for key, name in fields:
-    parts.append(f"{name}: {clean(as_text(example[key]))}")
+    parts.append(f"{name}: {clean(as_text(field(example, key)))}")
   return " ".join(parts)
 
 
@@ -116,7 +213,7 @@ def classification(prefix: str, fields: Sequence[tuple[str, str]], label_words: 
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    target = _label_target(as_int(ex[label_key]), label_words)
+    target = _label_target(field(ex, label_key, label_set(label_words)), label_words, label_key)
     if target is None:
       return []
     return [{"inputs": _fields_text(prefix, ex, fields), **target}]
@@ -131,11 +228,13 @@ def round_to(value: float, step: float = 0.2) -> str:
 
 def regression(prefix: str, fields: Sequence[tuple[str, str]], label_key: str = "label",
                scale: float = 1.0, step: float = 0.2) -> Preprocessor:
-  """Text regression as T5 does STS-B: target = `label * scale` rounded to `step`, as a string."""
+  """Text regression as T5 does STS-B: target = `label * scale` rounded to `step`, as a string.
+  A negative or NaN label is unlabelled (GLUE's STS-B test split uses -1) and gives no example."""
+  expected = "a number; negative = unlabelled"
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    value = float(np.asarray(ex[label_key]).reshape(-1)[0]) * scale
+    value = parse_float(field(ex, label_key, expected), label_key, expected) * scale
     if not np.isfinite(value) or value < 0:
       return []
     return [{"inputs": _fields_text(prefix, ex, fields), "targets": round_to(value, step)}]
@@ -155,7 +254,7 @@ def wsc(prefix: str = "wsc") -> Preprocessor:
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    target = _label_target(as_int(ex["label"]), words)
+    target = _label_target(field(ex, "label", label_set(words)), words)
     if target is None:
       return []
     tokens = clean(as_text(ex["text"])).split(" ")
@@ -170,8 +269,11 @@ def wsc(prefix: str = "wsc") -> Preprocessor:
 
 
 def multiple_choice(prefix: str, fields: Sequence[tuple[str, str]], choices: Callable[[Mapping], list[str]],
-                    label: Callable[[Mapping], int], num_choices: int) -> Preprocessor:
+                    label: Callable[[Mapping], Any], num_choices: int) -> Preprocessor:
   """`{prefix} {fields...} options: (A) .. (B) ..` -> the letter of the right option.
+
+  `label(ex)` gives the raw label (an int index of the right option, -1 if unlabelled); an index
+  past the options is an `InvalidRow`.
 
   Options go after the short fields and before long passages (the last entries of `fields` whose
   name is 'context', 'article' or 'passage'), so truncation removes passage text first.
@@ -208,9 +310,13 @@ def race(prefix: str = "race") -> Preprocessor:
     out = []
     for i, (q, a) in enumerate(zip(questions, answers)):
       opts = as_text_list(options[i]) if i < len(options) else []
-      label = LETTERS.index(a.strip()) if a.strip() in LETTERS else -1
-      if not 0 <= label < len(opts) or label >= 4:
-        continue
+      allowed = LETTERS[:min(len(opts), 4)]
+      if not a.strip():
+        continue  # unlabelled question
+      if a.strip() not in allowed:
+        raise InvalidRow("answers", f"of question {i} is {a!r}, not one of its options",
+                         f"one of {', '.join(allowed) or 'no options'}")
+      label = LETTERS.index(a.strip())
       choice_text = " ".join(f"({LETTERS[j]}) {clean(o)}" for j, o in enumerate(opts[:4]))
       out.append({"inputs": f"{prefix} question: {clean(q)} options: {choice_text} article: {article}",
                   "targets": LETTERS[label], "label": label})
@@ -318,9 +424,9 @@ def passthrough(inputs_key: str = "inputs", targets_key: str = "targets",
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    out = {"inputs": clean(as_text(ex[inputs_key])), "targets": clean(as_text(ex[targets_key]))}
+    out = {"inputs": clean(as_text(field(ex, inputs_key))), "targets": clean(as_text(field(ex, targets_key)))}
     if label_key is not None:
-      label = as_int(ex[label_key])
+      label = parse_int(field(ex, label_key), label_key)
       if label >= 0:
         out["label"] = label
     return [out]

@@ -77,8 +77,25 @@ def local_data_dir(dataset: str, data_dir: Optional[str] = None) -> str:
 
 
 class RandomAccess(Protocol):
+  """What `Source.open` returns. Optional extras the pipeline uses where present: `where(index)`
+  (the row's place for error messages, e.g. 'path line 12'), `read_many(indices)` (batched reads)
+  and `scannable = True` (small enough that every row is checked once when the split is opened)."""
+
   def __len__(self) -> int: ...
   def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+
+def row_location(source: RandomAccess, index: int, task_name: str, split: str) -> str:
+  """Where row `index` of a split is, for error messages: the file and line of local files, else the
+  task, split and row index (TFDS, in-memory)."""
+  where = getattr(source, "where", None)
+  return where(index) if where is not None else f"task {task_name!r} split {split!r} row {index}"
+
+
+def split_location(source: RandomAccess, task_name: str, split: str) -> str:
+  """The file of a local-file split, else the task and split."""
+  path = getattr(source, "path", None)
+  return str(path) if path else f"task {task_name!r} split {split!r}"
 
 
 class Source(Protocol):
@@ -240,32 +257,83 @@ _LOCAL_FORMATS = (".jsonl", ".tsv", ".csv")
 
 
 class _Rows:
-  """Rows of a JSONL file read on demand through a byte-offset index (big files stay on disk)."""
+  """Rows of a JSONL file read on demand through a byte-offset index (big files stay on disk); the
+  line number of each row is kept so that a bad row's error names its line."""
+
+  scannable = True
 
   def __init__(self, path: str):
-    self._path = path
-    starts, ends, pos = [], [], 0
+    self.path = path
+    starts, ends, lines, pos = [], [], [], 0
     with open(path, "rb") as f:
-      for line in f:
+      for lineno, line in enumerate(f, start=1):
         if line.strip():
           starts.append(pos)
           ends.append(pos + len(line))
+          lines.append(lineno)
         pos += len(line)
     self._starts, self._ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+    self._lines = np.asarray(lines, np.int64)
     self._file = None
 
   def __len__(self) -> int:
     return len(self._starts)
 
+  def where(self, index: int) -> str:
+    return f"{self.path} line {int(self._lines[index])}"
+
   def __getitem__(self, index: int) -> Mapping[str, Any]:
     if self._file is None:
-      self._file = open(self._path, "rb")
+      self._file = open(self.path, "rb")
     self._file.seek(int(self._starts[index]))
     raw = self._file.read(int(self._ends[index] - self._starts[index]))
     try:
-      return json.loads(raw)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{self._path}: example {index} is not valid JSON ({e}).") from e
+      row = json.loads(raw)
+    except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+      raise pp.InvalidRow(None, f"is not valid JSON ({e})", "one JSON object per line",
+                          self.where(index)) from e
+    if not isinstance(row, dict):
+      raise pp.InvalidRow(None, f"is a JSON {type(row).__name__}, not an object", "one JSON object per line",
+                          self.where(index))
+    return row
+
+
+class _TableRows:
+  """Rows of a TSV/CSV file with a header row, as dicts; keeps each row's line (the header is line 1)."""
+
+  scannable = True
+
+  def __init__(self, path: str):
+    self.path = path
+    self._rows: list[list[str]] = []
+    lines = []
+    try:
+      with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t" if path.endswith(".tsv") else ",")
+        self.columns: list[str] = next(reader, [])
+        start = reader.line_num + 1
+        for row in reader:
+          if row:  # blank lines are skipped
+            self._rows.append(row)
+            lines.append(start)
+          start = reader.line_num + 1
+    except (UnicodeDecodeError, csv.Error) as e:
+      raise errors.InputDataError(f"{path} cannot be read as {'TSV' if path.endswith('.tsv') else 'CSV'} "
+                                  f"(UTF-8, a header row, one example per row): {e}") from e
+    self._lines = np.asarray(lines, np.int64)
+
+  def __len__(self) -> int:
+    return len(self._rows)
+
+  def where(self, index: int) -> str:
+    return f"{self.path} line {int(self._lines[index])}"
+
+  def __getitem__(self, index: int) -> Mapping[str, Any]:
+    row = self._rows[index]
+    if len(row) != len(self.columns):
+      raise pp.InvalidRow(None, f"has {len(row)} values but the header names {len(self.columns)} columns "
+                          f"{self.columns} (a stray delimiter or an unclosed quote?)", where=self.where(index))
+    return dict(zip(self.columns, row))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,18 +368,28 @@ class LocalFileSource:
         + "Pass data_dir=DIR (files under DIR/" + self.directory + "/), or set $SPOT_JAX_DATA_DIR.")
 
   def open(self, split: str, data_dir: Optional[str] = None) -> RandomAccess:
+    """The split's rows; a file whose header (or first JSON row) lacks a field is refused here, a
+    single bad row later with its line (see `pipeline`)."""
     path = self.path(split, data_dir)
-    if path.endswith(".jsonl"):
-      rows: RandomAccess = _Rows(path)
+    rows: Any = _Rows(path) if path.endswith(".jsonl") else _TableRows(path)
+    if not len(rows):
+      return rows
+    if isinstance(rows, _TableRows):
+      where, present = f"{path} line 1 (the header)", rows.columns
     else:
-      with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ","))
-    if len(rows):
-      missing = [k for k, _ in self.fields if k not in rows[0]]
-      if missing:
-        raise ValueError(f"{path}: first example lacks fields {missing}; expected {self.describe()}. "
-                         f"It has {sorted(rows[0])}.")
+      try:
+        where, present = f"{path}: first example", rows[0]
+      except pp.InvalidRow:
+        return rows  # the first line is not JSON: reported with the other bad rows when the split is read
+    missing = [k for k, _ in self.fields if k not in present]
+    if missing:
+      raise errors.InputDataError(f"{where} lacks fields {missing}; expected {self.describe()}. "
+                                  f"It has {sorted(present)}.")
     return rows
+
+  def expected(self, column: Optional[str]) -> str:
+    """The description of a column ('0 = negative, 1 = positive'), for error messages."""
+    return dict(self.fields).get(column, "") if column else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -695,11 +773,11 @@ def _register_spot() -> None:
   letters = pp.LETTERS[:4]
   register_task(Task("hellaswag", _tfds("hellaswag"), pp.multiple_choice(
       "hellaswag", [("activity_label", "activity"), ("context", "context")],
-      lambda ex: pp.as_text_list(ex["endings"]), lambda ex: pp.as_int(ex["label"]), 4),
+      lambda ex: pp.as_text_list(ex["endings"]), lambda ex: pp.field(ex, "label"), 4),
       label_words=letters, postprocessor="label"))
   register_task(Task("cosmos_qa", _tfds("cosmos_qa"), pp.multiple_choice(
       "cosmos_qa", [("question", "question"), ("context", "context")],
-      lambda ex: [pp.as_text(ex[f"answer{i}"]) for i in range(4)], lambda ex: pp.as_int(ex["label"]), 4),
+      lambda ex: [pp.as_text(ex[f"answer{i}"]) for i in range(4)], lambda ex: pp.field(ex, "label"), 4),
       label_words=letters, postprocessor="label"))
   register_task(Task("race", _tfds("race/high", "race/middle", validation="dev"), pp.race(),
                      label_words=letters, postprocessor="label",

@@ -33,8 +33,9 @@ def check_prompt_shape(prompt: np.ndarray | Array, shape: tuple[int, int], what:
   if tuple(prompt.shape) != tuple(shape):
     raise PromptShapeError(
         f"{what} has shape {tuple(prompt.shape)} but the model expects {tuple(shape)} "
-        "[prompt_length, d_model]. Set config.prompt.length to the prompt's length, or use a prompt "
-        "trained on a model with the same d_model.")
+        "[prompt_length, d_model]. Set config.train.prompt_length to the prompt's length (e.g. "
+        f"--config.train.prompt_length={prompt.shape[0]}), or use a prompt trained on a model with d_model "
+        f"{shape[1]}.")
 
 
 def random_uniform(scale: float = 0.5) -> Initializer:

@@ -13,6 +13,11 @@ An entry is written to a temporary directory and renamed into place, so readers 
 entry; an existing entry is never overwritten (replacing one moves the old one to `replaced/`).
 Entries from a different frozen model (fingerprint) or prompt shape are refused.
 
+`import_library` is all or nothing: every incoming entry is read and checked before anything is
+written, new entries are staged under `entries/.import-*` and renamed into place, and a failure part
+way undoes what was done (a library created by the import is not left half made). Archive members
+are checked before extraction: only relative regular files and directories are accepted.
+
 The library may be local or on `gs://` (etils.epath); export archives and import sources that are
 `.tar.gz` files are local. In a multi-host run every process opens the library and calls `add` at
 the same points; process 0 alone writes, and the others wait until it has (`distributed.sync`).
@@ -21,52 +26,30 @@ the same points; process 0 alone writes, and the others wait until it has (`dist
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import io
 import json
+import logging
 import os
+import posixpath
 import shutil
 import tarfile
 import tempfile
 import time
 import uuid
-from typing import Any, Optional
+import zlib
+from typing import Any, Callable, Optional, Sequence
 
-import jax
 import numpy as np
 from etils import epath
 
 from spot_jax import distributed, errors, fileio
 from spot_jax.checkpoints import prompts as prompt_io
-from spot_jax.models import t5
 
 FORMAT_VERSION = 1
-_SAMPLE = 1 << 20  # elements hashed per parameter (strided sample; see model_fingerprint)
 
 
 class LibraryError(errors.UserError, ValueError):
   """A library operation that cannot be done as asked (mismatched model, missing entry, ...)."""
-
-
-def model_fingerprint(config: t5.T5Config, params: Any) -> str:
-  """A short hash of the frozen model: its shape config and its weights.
-
-  Every parameter contributes its path, shape, dtype and up to 2**20 evenly strided values (all
-  values for all but the largest matrices), so different checkpoints of the same architecture get
-  different fingerprints while an XXL model hashes in seconds. Runtime options (dtype, dropout, remat,
-  scan) are excluded: they do not change what a prompt means.
-  """
-  h = hashlib.sha256()
-  shape_fields = {k: v for k, v in dataclasses.asdict(config).items()
-                  if k not in ("dtype", "dropout_rate", "remat_policy", "scan_layers")}
-  h.update(json.dumps(shape_fields, sort_keys=True).encode())
-  if config.scan_layers:
-    params = t5.unscan_params(params, config)
-  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0], key=lambda kv: jax.tree_util.keystr(kv[0])):
-    array = np.asarray(leaf, np.float32).reshape(-1)
-    step = max(1, array.size // _SAMPLE)
-    h.update(f"{jax.tree_util.keystr(path)}{leaf.shape}".encode())
-    h.update(np.ascontiguousarray(array[::step]).tobytes())
-  return h.hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +85,7 @@ class PromptLibrary:
       raise LibraryError(f"No prompt library at {self.path} (library.json missing). Build one with "
                          "`spot-jax library build` or import one with `spot-jax library import`.")
     else:
-      self.info = {"format": FORMAT_VERSION, "model_fingerprint": model_fingerprint,
-                   "prompt_length": prompt_length, "d_model": d_model, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+      self.info = _new_info(model_fingerprint, prompt_length, d_model)
       if distributed.is_primary():
         (self._root / "entries").mkdir(parents=True, exist_ok=True)
         _atomic_write_json(manifest, self.info)
@@ -140,8 +122,8 @@ class PromptLibrary:
                            f"[prompt_length, d_model] = {self.shape} prompts.")
     final = self._entry_dir(task)
     if final.exists() and not replace:
-      raise LibraryError(f"Library already has an entry {task!r}. Pass replace=True (CLI: --replace) to "
-                         "replace it; the old entry is kept under replaced/.")
+      raise LibraryError(f"Library {self.path} already has an entry {task!r}; nothing was changed. Pass --replace "
+                         "(Python: replace=True) to replace it; the old entry is kept under replaced/.")
     distributed.sync("spot_jax_library_add_checked")  # every process looked before process 0 writes
     if distributed.is_primary():
       self._write_entry(task, key, value, metadata, model_fingerprint)
@@ -150,15 +132,10 @@ class PromptLibrary:
   def _write_entry(self, task: str, key: Any, value: Any, metadata: Optional[dict], model_fingerprint: str) -> None:
     final = self._entry_dir(task)
     tmp = self._root / "entries" / f".tmp-{task}-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
     try:
-      prompt_io.save_npy(tmp / "key.npy", key)
-      prompt_io.save_npy(tmp / "value.npy", value)
-      meta = {"task": task, "model_fingerprint": model_fingerprint, "shape": list(self.shape),
-              "added": time.strftime("%Y-%m-%dT%H:%M:%S"), **(metadata or {})}
-      _atomic_write_json(tmp / "entry.json", meta)
+      _write_entry_files(tmp, task, key, value, metadata, model_fingerprint, self.shape)
       if final.exists():
-        backup = self._root / "replaced" / f"{task}-{int(time.time())}-{uuid.uuid4().hex[:6]}"
+        backup = self._backup_path(task)
         backup.parent.mkdir(parents=True, exist_ok=True)
         final.rename(backup)
       tmp.rename(final)
@@ -166,6 +143,42 @@ class PromptLibrary:
       if tmp.exists():
         tmp.rmtree()
       raise
+
+  def _backup_path(self, task: str) -> epath.Path:
+    return self._root / "replaced" / f"{task}-{int(time.time())}-{uuid.uuid4().hex[:6]}"
+
+  def _import_entries(self, entries: Sequence[Entry], model_fingerprint: str) -> None:
+    """Writes `entries` all or nothing: staged in `entries/.import-*`, renamed into place one by one
+    (an existing one moved to `replaced/` first); on failure every rename is undone."""
+    entries_dir = self._root / "entries"
+    staging = entries_dir / f".import-{uuid.uuid4().hex}"
+    replaced_dir = self._root / "replaced"
+    existed = {d: d.exists() for d in (entries_dir, replaced_dir)}
+    placed: list[epath.Path] = []
+    backups: list[tuple[epath.Path, epath.Path]] = []
+    try:
+      for entry in entries:
+        _write_entry_files(staging / entry.task, entry.task, entry.key, entry.value, entry.metadata,
+                           model_fingerprint, self.shape)
+      for entry in entries:
+        final = self._entry_dir(entry.task)
+        if final.exists():
+          backup = self._backup_path(entry.task)
+          backup.parent.mkdir(parents=True, exist_ok=True)
+          _place(final, backup)
+          backups.append((backup, final))
+        _place(staging / entry.task, final)
+        placed.append(final)
+    except BaseException:
+      for final in reversed(placed):
+        _quietly(final.rmtree, f"remove {final}")
+      for backup, final in reversed(backups):
+        _quietly(lambda b=backup, f=final: b.rename(f), f"move {backup} back to {final}")
+      _quietly(lambda: staging.exists() and staging.rmtree(), f"remove {staging}")
+      for directory in (d for d, was in existed.items() if not was):
+        _quietly(lambda d=directory: d.exists() and not any(d.iterdir()) and d.rmdir(), f"remove {directory}")
+      raise
+    _quietly(lambda: staging.exists() and staging.rmtree(), f"remove {staging}")
 
   def get(self, task: str) -> Entry:
     directory = self._entry_dir(task)
@@ -229,25 +242,229 @@ class PromptLibrary:
             f"| task | validation score | embedding step |\n|---|---|---|\n{rows}\n")
 
 
-def import_library(source: str, destination: str) -> PromptLibrary:
-  """Reads an exported library (directory, or local .tar.gz) into `destination` (new, or same-model library)."""
+def import_library(source: str, destination: str, replace: bool = False) -> PromptLibrary:
+  """Reads an exported library (directory, or local .tar.gz) into `destination` (new, or a same-model
+  library), all or nothing.
+
+  Why all or nothing: a half-done import leaves some entries in the destination, and re-running it
+  then fails on those. So every incoming entry is read and checked (readable key/value arrays of the
+  library's shape, parseable entry.json, same model, no name clash unless `replace`) before anything
+  is written; a failure while writing undoes what was written. `replace=True` replaces clashing
+  entries, keeping each old one under `replaced/` as `add` does.
+  """
+  dest_root = epath.Path(os.path.abspath(destination) if fileio.is_local(destination) else destination)
   with tempfile.TemporaryDirectory() as tmp:
-    if os.path.isfile(source):
-      with tarfile.open(source, "r:*") as tar:
-        tar.extractall(tmp, filter="data")
-      roots = [os.path.join(tmp, d) for d in os.listdir(tmp)]
-      root = roots[0] if len(roots) == 1 else tmp
+    root = _unpack(source, tmp, destination)
+    info, entries = _read_export(source, root, destination)
+  fingerprint = info["model_fingerprint"]
+  shape = (info["prompt_length"], info["d_model"])
+  existing = (dest_root / "library.json").exists()
+  target = None
+  if existing:
+    target = PromptLibrary(destination)
+    if target.info["model_fingerprint"] != fingerprint or target.shape != shape:
+      raise LibraryError(
+          f"{source} holds prompts {shape} for frozen model {fingerprint}, but library {target.path} holds prompts "
+          f"{target.shape} for model {target.info['model_fingerprint']}. Prompts do not transfer between frozen "
+          "models or shapes as-is; nothing was imported. Import into a new library directory instead.")
+    clashes = [e.task for e in entries if target._entry_dir(e.task).exists()]
+    if clashes and not replace:
+      raise LibraryError(
+          f"Library {target.path} already has {_plural(len(clashes), 'entry', 'entries')} {clashes} that {source} "
+          "also holds; nothing was imported. Pass --replace (Python: import_library(..., replace=True)) to "
+          "replace them (the old entries are kept under replaced/), or import into another library directory.")
+  elif dest_root.exists() and (not dest_root.is_dir() or any(dest_root.iterdir())):
+    what = "a non-empty directory" if dest_root.is_dir() else "a file"
+    raise LibraryError(
+        f"{destination} is {what} but not a prompt library (no library.json); nothing was imported. Import into a "
+        "new (or empty) directory, or into an existing library.")
+  distributed.sync("spot_jax_library_import_checked")  # every process looked before process 0 writes
+  if distributed.is_primary():
+    if target is not None:
+      target._import_entries(entries, fingerprint)
     else:
-      root = source
-    if not (epath.Path(root) / "library.json").exists():
-      raise LibraryError(f"{source} is not an exported prompt library (no library.json).")
-    incoming = PromptLibrary(root)
-    target = PromptLibrary(destination, model_fingerprint=incoming.info["model_fingerprint"],
-                           prompt_length=incoming.info["prompt_length"], d_model=incoming.info["d_model"])
-    for name in incoming.names():
-      entry = incoming.get(name)
-      target.add(name, entry.key, entry.value, entry.metadata, model_fingerprint=incoming.info["model_fingerprint"])
-  return target
+      _create_library(dest_root, _new_info(fingerprint, *shape), entries)
+  distributed.sync("spot_jax_library_imported")
+  return PromptLibrary(destination)
+
+
+def _unpack(source: str, tmp: str, destination: str) -> str:
+  """-> the directory holding the export: `source` itself, or where its archive was extracted in `tmp`."""
+  if not os.path.isfile(source):
+    if fileio.is_local(source) and not os.path.exists(source):
+      raise LibraryError(f"Import source {source} does not exist. Give the directory or .tar.gz that "
+                         "`spot-jax library export` wrote.")
+    return source
+  try:
+    with tarfile.open(source, "r:*") as tar:
+      members = tar.getmembers()
+      _check_members(source, members)
+      tar.extractall(tmp, members=members, filter="data")  # second line of defence
+  except tarfile.FilterError as e:
+    raise LibraryError(f"{source}: {e}. Refusing to extract {source}; nothing was imported.") from e
+  except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    raise LibraryError(
+        f"{source} is not a readable .tar.gz archive ({type(e).__name__}: {' '.join(str(e).split())}); "
+        f"nothing was imported into "
+        f"{destination}. Re-create it with `spot-jax library export`, or give the exported directory.") from e
+  roots = [os.path.join(tmp, d) for d in os.listdir(tmp)]
+  return roots[0] if len(roots) == 1 and os.path.isdir(roots[0]) else tmp
+
+
+def _check_members(archive: str, members: Sequence[tarfile.TarInfo]) -> None:
+  """Refuses an archive with anything but relative regular files and directories, naming the member.
+
+  Why here and not only tarfile's `data` filter: the filter strips a leading '/' and drops some
+  members silently, which ends as a misleading "not an exported library"; an export holds only
+  relative files and directories, so anything else is refused by name before anything is extracted.
+  """
+  only = "an exported library only holds regular files and directories"
+  for member in members:
+    name = member.name
+    parts = name.replace("\\", "/").split("/")
+    if posixpath.isabs(name):
+      reason = "has an absolute path; an exported library only holds relative paths"
+    elif ".." in parts:
+      reason = ("has a '..' component, which points outside the extraction directory; an exported library only "
+                "holds paths inside its own directory")
+    elif member.issym():
+      reason = f"is a symbolic link (to {member.linkname!r}); {only}"
+    elif member.islnk():
+      reason = f"is a hard link (to {member.linkname!r}); {only}"
+    elif member.ischr() or member.isblk():
+      reason = f"is a device file; {only}"
+    elif member.isfifo():
+      reason = f"is a FIFO (named pipe); {only}"
+    elif not (member.isfile() or member.isdir()):
+      reason = f"is not a regular file or directory (tar type {member.type!r}); {only}"
+    else:
+      continue
+    raise LibraryError(f"{archive}: member {name!r} {reason}. Refusing to extract {archive}; nothing was "
+                       "imported. Import only archives written by `spot-jax library export`.")
+
+
+def _read_export(source: str, root: str, destination: str) -> tuple[dict, list[Entry]]:
+  """Reads and checks the whole export at `root` (library.json and every entry) before anything is
+  written; any problem is a LibraryError naming the file inside `source` and saying nothing was imported."""
+  base = epath.Path(root)
+
+  def refuse(problem: str, fix: str = "Re-export it with `spot-jax library export` from the library it came "
+             "from") -> LibraryError:
+    return LibraryError(f"Cannot import {source}: {problem}. Nothing was imported into {destination}. {fix}.")
+
+  if not (base / "library.json").exists():
+    raise refuse("it is not an exported prompt library (no library.json)",
+                 "Give the directory or .tar.gz that `spot-jax library export` wrote")
+  info = _read_json(base / "library.json", "library.json", refuse)
+  fields = {"model_fingerprint": str, "prompt_length": int, "d_model": int}
+  for field, kind in fields.items():
+    if not isinstance(info.get(field), kind) or isinstance(info.get(field), bool):
+      raise refuse(f"library.json has {field}={info.get(field)!r}, not a {kind.__name__}")
+  shape = (info["prompt_length"], info["d_model"])
+  if not (base / "entries").is_dir():
+    raise refuse("it has library.json but no entries/ directory")
+  entries = []
+  for child in sorted((base / "entries").iterdir(), key=lambda p: p.name):
+    if child.name.startswith("."):
+      continue  # an entry being written in a live library (never part of an export)
+    rel = f"entries/{child.name}"
+    if not child.is_dir():
+      raise refuse(f"{rel} is a file; entries/ holds one directory per entry")
+    for file in ("key.npy", "value.npy", "entry.json"):
+      if not (child / file).exists():
+        raise refuse(f"entry {child.name!r} lacks {rel}/{file} (an entry holds key.npy, value.npy and entry.json)")
+    metadata = _read_json(child / "entry.json", f"{rel}/entry.json", refuse)
+    if metadata.get("model_fingerprint", info["model_fingerprint"]) != info["model_fingerprint"]:
+      raise refuse(f"{rel}/entry.json says frozen model {metadata['model_fingerprint']!r}, but library.json says "
+                   f"{info['model_fingerprint']!r}: the entry was trained on another model")
+    arrays = [_read_array(child / file, f"{rel}/{file}", shape, refuse) for file in ("key.npy", "value.npy")]
+    entries.append(Entry(child.name, arrays[0], arrays[1], metadata))
+  return info, entries
+
+
+def _read_json(path: epath.Path, rel: str, refuse: Callable[..., LibraryError]) -> dict:
+  try:
+    data = json.loads(path.read_text())
+  except (ValueError, OSError) as e:
+    raise refuse(f"{rel} is not valid JSON (truncated or edited?): {e}") from e
+  if not isinstance(data, dict):
+    raise refuse(f"{rel} holds a JSON {type(data).__name__}, not an object")
+  return data
+
+
+def _read_array(path: epath.Path, rel: str, shape: tuple[int, int], refuse: Callable[..., LibraryError]) -> np.ndarray:
+  try:
+    array = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise refuse(f"{rel} is not a readable .npy array (corrupted or truncated?): {e}") from e
+  if not np.issubdtype(array.dtype, np.floating) or tuple(array.shape) != shape:
+    raise refuse(f"{rel} holds a {array.dtype} array of shape {tuple(array.shape)}; this library's prompts are "
+                 f"float [prompt_length, d_model] = {shape} (library.json)")
+  return array.astype(np.float32)
+
+
+def _create_library(root: epath.Path, info: dict, entries: Sequence[Entry]) -> None:
+  """A new library at `root` (missing or an empty directory), all or nothing: assembled in a dot-named
+  sibling and renamed into place; on failure nothing of it (nor a parent it made) is left."""
+  made = None  # the topmost missing ancestor, which this import creates
+  ancestor = root.parent
+  while not ancestor.exists() and ancestor != ancestor.parent:
+    made, ancestor = ancestor, ancestor.parent
+  was_empty_dir = root.exists()
+  root_removed = False
+  staging = root.parent / f".{root.name}.import-{uuid.uuid4().hex}"
+  try:
+    (staging / "entries").mkdir(parents=True)
+    for entry in entries:
+      _write_entry_files(staging / "entries" / entry.task, entry.task, entry.key, entry.value, entry.metadata,
+                         info["model_fingerprint"], (info["prompt_length"], info["d_model"]))
+    _atomic_write_json(staging / "library.json", info)
+    if was_empty_dir:
+      root.rmdir()
+      root_removed = True
+    _place(staging, root)
+  except BaseException:
+    _quietly(lambda: staging.exists() and staging.rmtree(), f"remove {staging}")
+    if root_removed or not was_empty_dir:  # a (partly) placed library: the root was missing or empty before
+      _quietly(lambda: root.exists() and root.rmtree(), f"remove {root}")
+    if root_removed:
+      _quietly(lambda: root.mkdir(parents=True, exist_ok=True), f"re-create {root}")
+    if made is not None:
+      _quietly(lambda: made.exists() and made.rmtree(), f"remove {made}")
+    raise
+
+
+def _write_entry_files(directory: epath.Path, task: str, key: Any, value: Any, metadata: Optional[dict],
+                       model_fingerprint: str, shape: tuple[int, int]) -> None:
+  """key.npy, value.npy and entry.json of one entry, in a new directory (not yet in place)."""
+  directory.mkdir(parents=True)
+  prompt_io.save_npy(directory / "key.npy", key)
+  prompt_io.save_npy(directory / "value.npy", value)
+  meta = {"task": task, "model_fingerprint": model_fingerprint, "shape": list(shape),
+          "added": time.strftime("%Y-%m-%dT%H:%M:%S"), **(metadata or {})}
+  _atomic_write_json(directory / "entry.json", meta)
+
+
+def _place(source: epath.Path, target: epath.Path) -> None:
+  """Renames one staged entry (or a whole new library) into place; one function, so tests can make it fail."""
+  source.rename(target)
+
+
+def _quietly(step: Callable[[], Any], what: str) -> None:
+  """One undo step after a failed import: its own failure is logged, not raised over the original one."""
+  try:
+    step()
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("Could not %s while undoing a failed library import: %s", what, e)
+
+
+def _new_info(model_fingerprint: str, prompt_length: int, d_model: int) -> dict:
+  return {"format": FORMAT_VERSION, "model_fingerprint": model_fingerprint, "prompt_length": prompt_length,
+          "d_model": d_model, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _plural(n: int, one: str, many: str) -> str:
+  return one if n == 1 else many
 
 
 def _atomic_write_json(path: epath.Path, data: dict) -> None:
