@@ -114,14 +114,15 @@ def _eval() -> None:
   def main(argv):
     del argv
     import jax
-    from spot_jax import jobs
+    from spot_jax import evaluation, jobs
     config = _load_config()
     _start(config)
     backbone, vocab = _backbone_and_vocab(config)
     init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
     prompt = init(jax.random.key(config.train.seed), (config.train.prompt_length, backbone.config.d_model))
-    metrics = jobs.make_evaluator(config.task, vocab, backbone, config.data)(prompt)
-    print(", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
+    mode = evaluation.eval_mode(config)
+    metrics = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode)(prompt)
+    print(f"eval mode {mode}: " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
 
   app.run(main, flags_parser=_parse_flags)
 

@@ -67,6 +67,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.train = train_defaults()
 
+  c.eval = ml_collections.ConfigDict()
+  # generate: the papers' scoring (greedy decoding, the task's postprocessor, an invalid output is
+  # wrong); rank: rank classification over the label words (classification tasks only).
+  c.eval.mode = "generate"
+
   c.prompt_init = ml_collections.ConfigDict()
   c.prompt_init.kind = "sampled_vocab"  # random_uniform | sampled_vocab | class_labels | npy | checkpoint | library
   c.prompt_init.scale = 0.5
@@ -185,6 +190,7 @@ _MODEL_RULES = {
     "dtype": _ONE_OF("float32", "bfloat16"),
     "dropout_rate": _NUMBER(lambda v: 0 <= v < 1, "a number in [0, 1)"),
 }
+_EVAL_RULES = {"mode": _ONE_OF("generate", "rank")}
 _RETRIEVAL_RULES = {
     "strategy": _ONE_OF("best_of_top_k", "weighted_average", "mixture"),
     "k": _INT(1),
@@ -222,7 +228,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if "train" in config:
     check_train(config.train)
   for section, rules in (("data", _DATA_RULES), ("prompt_init", _PROMPT_INIT_RULES), ("model", _MODEL_RULES),
-                         ("retrieval", _RETRIEVAL_RULES)):
+                         ("eval", _EVAL_RULES), ("retrieval", _RETRIEVAL_RULES)):
     if section in config:
       _check_section(config[section], rules, f"config.{section}")
   init = config.get("prompt_init")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from spot_jax import configs, decoding, distributed, errors, fileio, train
+from spot_jax import configs, distributed, errors, evaluation, fileio, train
 from spot_jax.checkpoints import fingerprint, hf
 from spot_jax.checkpoints import workdir as workdir_lib
 from spot_jax.checkpoints import prompts as prompt_io
@@ -54,46 +54,6 @@ def load_vocab(model: ml_collections.ConfigDict) -> vocab_lib.SentencePieceVocab
 
 
 # ----------------------------------------------------------------------------- evaluation
-
-
-def make_evaluator(task_name: str, vocab: vocab_lib.SentencePieceVocab, backbone: Backbone,
-                   data: ml_collections.ConfigDict) -> Callable[[np.ndarray], dict[str, float]]:
-  """-> evaluate(prompt) -> metrics incl. 'score', on the task's validation split.
-
-  Classification tasks (with label words) use rank classification; the rest greedy decoding.
-  """
-  task = tasks_lib.get_task(task_name)
-  examples = pipeline.load_eval_examples(task_name, vocab, input_length=data.input_length,
-                                         max_examples=data.get("eval_max_examples") or None,
-                                         data_dir=data.get("data_dir") or None,
-                                         skip_invalid_examples=data.get("skip_invalid_examples", False))
-  tokens = pipeline.pad_batch([e["encoder_input_tokens"] for e in examples], data.input_length)
-  model = t5.T5(backbone.config)
-  batch_size = data.get("eval_batch_size", 64)
-  label_ids = [vocab.encode(w) for w in task.label_words] if task.label_words else None
-
-  def evaluate(prompt: np.ndarray) -> dict[str, float]:
-    predictions: list[str] = []
-    for start in range(0, len(tokens), batch_size):
-      chunk = _pad_rows(tokens[start:start + batch_size], batch_size)
-      count = min(batch_size, len(tokens) - start)
-      if label_ids is not None:
-        best, _ = decoding.rank_classification(model, backbone.params, chunk, label_ids, prefix_embeddings=prompt)
-        predictions += [task.label_words[i] for i in np.asarray(best)[:count]]
-      else:
-        out = decoding.greedy_decode(model, backbone.params, chunk, max_decode_length=data.target_length,
-                                     prefix_embeddings=prompt)
-        predictions += [vocab.decode([int(t) for t in row]) for row in np.asarray(out)[:count]]
-    return task.evaluate(examples, predictions)
-
-  return evaluate
-
-
-def _pad_rows(tokens: np.ndarray, rows: int) -> np.ndarray:
-  """Pads a batch to a fixed row count (one compiled shape; padded rows are dropped after)."""
-  if len(tokens) == rows:
-    return tokens
-  return np.concatenate([tokens, np.zeros((rows - len(tokens),) + tokens.shape[1:], tokens.dtype)])
 
 
 # ----------------------------------------------------------------------------- prompt init
@@ -167,9 +127,10 @@ def train_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: B
       process_count=process_count, data_dir=data.get("data_dir") or None,
       skip_invalid_examples=data.get("skip_invalid_examples", False))
   eval_task = evaluate_on or (task_name if task_name in tasks_lib.list_tasks() else None)
-  evaluate = make_evaluator(eval_task, vocab, backbone, data) if eval_task and trainer_cfg.eval_every else None
+  evaluate = (evaluation.make_evaluator(eval_task, vocab, backbone, data, evaluation.eval_mode(config))
+              if eval_task and trainer_cfg.eval_every else None)
   init = prompt_init or make_prompt_init(config.prompt_init, backbone, vocab, eval_task)
-  identity = {"task": task_name, "eval_task": eval_task,
+  identity = {"task": task_name, "eval_task": eval_task, "eval_mode": evaluation.eval_mode(config),
               "data": {k: data.get(k) for k in ("input_length", "target_length", "eval_max_examples",
                                                 "skip_invalid_examples")}}
   try:
@@ -354,7 +315,7 @@ def zero_shot_grid(config: ml_collections.ConfigDict, *, backbone: Backbone, voc
   (no training) -> {(source, target): score}. Report it relative to the target's own prompt."""
   scores = {}
   for target in targets:
-    evaluate = make_evaluator(target, vocab, backbone, config.data)
+    evaluate = evaluation.make_evaluator(target, vocab, backbone, config.data, evaluation.eval_mode(config))
     for source, prompt in prompts.items():
       scores[(source, target)] = evaluate(prompt)["score"]
   return scores
@@ -386,13 +347,15 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backb
     out = os.path.join(workdir, "results")
     rer = tr.rer_matrix(transfer, baselines, sources, targets)
     tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets, "relative error reduction", "RER")
-    tr.save_heatmap(os.path.join(out, "transfer_scores"), np.array([[transfer[(s, t)] for t in targets] for s in sources]),
+    scores = np.array([[transfer[(s, t)] for t in targets] for s in sources])
+    tr.save_heatmap(os.path.join(out, "transfer_scores"), scores,
                     sources, targets, "target score after transfer", "score")
     stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
-    tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows)
-    print(tr.format_table(rows))
+    tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows, evaluation.eval_mode(config))
+    print(tr.format_table(rows, evaluation.eval_mode(config)))
     print(f"similarity vs transfer: {stats}; files in {out}")
-    write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in runs.scores.items()})
+    write_json(os.path.join(out, "scores.json"), {"eval_mode": evaluation.eval_mode(config),
+                                                  "scores": {"/".join(map(str, k)): v for k, v in runs.scores.items()}})
     return {"rows": rows, "correlation": stats, "runs": runs}
 
 
@@ -421,7 +384,8 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
     proj_cfg.prompt_length = length  # the projector keeps the source prompt's length
     initial = projector_lib.init_params(projector, proj_cfg.seed)
     eval_task = config.get("eval_task") or config.task
-    evaluate = make_evaluator(eval_task, vocab, backbone, config.data) if eval_task and proj_cfg.eval_every else None
+    evaluate = (evaluation.make_evaluator(eval_task, vocab, backbone, config.data, evaluation.eval_mode(config))
+                if eval_task and proj_cfg.eval_every else None)
     targets = (library_lib.PromptLibrary(p.target_library, model_fingerprint=backbone.fingerprint, prompt_length=length)
                if p.get("target_library") else None)
     common = dict(projector=projector, params=initial, model_config=backbone.config, frozen_params=backbone.params,
@@ -466,7 +430,7 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
       projected = projector_lib.project(projector, params, source_prompt)
       baseline = np.asarray(make_prompt_init(config.prompt_init, backbone, vocab, task)(
           jax.random.key(target_cfg.train.seed), projected.shape))
-      evaluate_task = make_evaluator(task, vocab, backbone, config.data)
+      evaluate_task = evaluation.make_evaluator(task, vocab, backbone, config.data, evaluation.eval_mode(config))
       row = {"task": task, "seen": task in seen, "zero_shot_projected": evaluate_task(projected)["score"],
              "zero_shot_baseline": evaluate_task(baseline)["score"]}
       if targets is not None and task in targets:

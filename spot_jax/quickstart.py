@@ -26,7 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from spot_jax import fileio, jobs, train
+from spot_jax import evaluation, fileio, jobs, train
 from spot_jax.checkpoints import hf
 from spot_jax.data import pipeline, synthetic, tasks as tasks_lib, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
@@ -96,8 +96,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   backbone = prepare_backbone(config, workdir, vocab)
   if config.report_backbone:
     no_prompt = np.zeros((0, backbone.config.d_model), np.float32)
-    known = {t.replace("synth_", ""): jobs.make_evaluator(t, vocab, backbone, config.data)(no_prompt)["score"]
-             for t in synthetic.PRETRAIN_TASKS}
+    mode = evaluation.eval_mode(config)
+    known = {t.replace("synth_", ""): evaluation.make_evaluator(t, vocab, backbone, config.data, mode)(no_prompt)
+             ["score"] for t in synthetic.PRETRAIN_TASKS}
     _log(start, "backbone on its base tasks (no prompt): " + ", ".join(f"{k} {v:.0f}" for k, v in known.items()))
   _log(start, f"frozen backbone ready: d_model {backbone.config.d_model}, fingerprint {backbone.fingerprint}")
 
@@ -179,8 +180,9 @@ def report(config, workdir, runs, rankings, oracle_source, library, start, *, ba
                                                                             for t in targets}})
   grid_rows = tr.retrieval_table(grid_baselines, grid, {t: rankings[(t, first)][measure] for t in targets},
                                  ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
-  tr.write_table_csv(os.path.join(out, "table_seed_mean.csv"), rows)
-  tr.write_table_csv(os.path.join(out, "table_grid_seed0.csv"), grid_rows)
+  mode = evaluation.eval_mode(config)
+  tr.write_table_csv(os.path.join(out, "table_seed_mean.csv"), rows, mode)
+  tr.write_table_csv(os.path.join(out, "table_grid_seed0.csv"), grid_rows, mode)
   for t in targets:
     retrieval.write_ranking_csv(os.path.join(out, f"ranking_{t}.csv"), t, rankings[(t, first)])
   tr.save_heatmap(os.path.join(out, "transfer_rer"), tr.rer_matrix(grid, grid_baselines, sources, targets),
@@ -204,8 +206,8 @@ def report(config, workdir, runs, rankings, oracle_source, library, start, *, ba
       "Scores: best validation accuracy / exact match during training (0-100), mean over seeds; "
       "relative change = mean relative error reduction vs random-init prompt tuning (targets whose baseline "
       "is already 100 are left out of it).", "",
-      tr.format_table(rows), "",
-      f"From the seed-{first} transfer grid (every source -> every target):", tr.format_table(grid_rows), "",
+      tr.format_table(rows, mode), "",
+      f"From the seed-{first} transfer grid (every source -> every target):", tr.format_table(grid_rows, mode), "",
       f"Retrieval by task-embedding similarity ({measure}), seed {first}:", *lines, "",
       "Similarity vs relative error reduction over the grid: " + (
           f"Pearson r = {stats['pearson_r']:.2f} (p = {stats['pearson_p']:.2g}), Spearman rho = "
@@ -216,7 +218,8 @@ def report(config, workdir, runs, rankings, oracle_source, library, start, *, ba
       "scores.json)", f"Wall time: {elapsed / 60:.1f} min", ""])
   print(text, flush=True)
   fileio.atomic_write(os.path.join(out, "summary.txt"), text)
-  jobs.write_json(os.path.join(out, "scores.json"), {"/".join(map(str, k)): v for k, v in scores.items()})
+  jobs.write_json(os.path.join(out, "scores.json"), {"eval_mode": mode,
+                                                     "scores": {"/".join(map(str, k)): v for k, v in scores.items()}})
   return {"rows": rows, "grid_rows": grid_rows, "correlation": stats, "indicators": indicator_rows,
           "wall_time_s": elapsed}
 

@@ -19,7 +19,8 @@ from tests import cli_world as world_lib
 
 
 def _train_args(world, workdir, steps=4, task="synth_seven_comma", hf_path=None):
-  return ["train", f"--config=experiments/prompt_tuning.py:task={task},hf_path={hf_path or world.backbone},steps={steps}",
+  experiment = f"experiments/prompt_tuning.py:task={task},hf_path={hf_path or world.backbone},steps={steps}"
+  return ["train", f"--config={experiment}",
           f"--workdir={workdir}", "--config.train.eval_every=2"]
 
 
@@ -99,7 +100,8 @@ def test_bad_row_stops_the_run_naming_file_line_and_field(cli_world, tmp_path):
   del rows[199]["label"]
   (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   (data / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:20]))
-  out = world_lib.run_cli(cli_world, "train", f"--config=experiments/custom_task.py:hf_path={cli_world.backbone},steps=4",
+  experiment = f"experiments/custom_task.py:hf_path={cli_world.backbone},steps=4"
+  out = world_lib.run_cli(cli_world, "train", f"--config={experiment}",
                           f"--workdir={tmp_path / 'run'}", f"--config.data.data_dir={tmp_path / 'data'}", timeout=300)
   line = _one_error(out)
   assert f"{data / 'train.jsonl'}" in line and "line 200" in line and "field 'label' is missing" in line

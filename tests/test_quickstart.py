@@ -23,7 +23,11 @@ def test_fast_quickstart_prints_the_table_and_writes_its_files(tmp_path):
                "task_similarity.png", "zero_shot_relative.png", "indicator_correlations.csv",
                "ranking_synth_seven_target.csv"):
     assert (results / name).exists(), name
-  scores = json.loads((results / "scores.json").read_text())
+  assert "scores: eval mode 'generate' (greedy decoding, an output that is no label counts as wrong)" in out.stdout
+  assert "eval_mode" in (results / "table_seed_mean.csv").read_text().splitlines()[0]
+  written = json.loads((results / "scores.json").read_text())
+  assert written["eval_mode"] == "generate"
+  scores = written["scores"]
   methods = {key.split("/")[0] for key in scores}
   assert {"baseline", "vocab_init", "weighted_average", "mixture", "from_synth_seven_comma"} <= methods
   assert all(0 <= v <= 100 for v in scores.values())

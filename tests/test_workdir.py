@@ -78,7 +78,8 @@ def test_record_holds_the_frozen_model_fingerprint(tiny, tmp_path):
 
 def test_config_values_are_refused_before_any_file(tiny, tmp_path):
   cases = {"log_every": 0, "checkpoint_every": 0, "grad_accum_steps": 0, "num_train_steps": -3, "prompt_length": 0,
-           "learning_rate": 0.0, "keep_checkpoints": 0, "mesh_shape": (0, 1), "embedding_step": 99, "adafactor_decay_rate": 1.5}
+           "learning_rate": 0.0, "keep_checkpoints": 0, "mesh_shape": (0, 1), "embedding_step": 99,
+           "adafactor_decay_rate": 1.5}
   for field, value in cases.items():
     with pytest.raises(errors.ConfigError, match=f"config.train.{field} = "):
       _train(tiny, tmp_path / field, **{field: value})

@@ -13,7 +13,7 @@ import csv
 import dataclasses
 import io
 import warnings
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import scipy.cluster.hierarchy
@@ -90,17 +90,26 @@ def retrieval_table(baselines: Mapping[str, float], transfer: Mapping[tuple[str,
   return rows
 
 
-def format_table(rows: Sequence[TableRow]) -> str:
+EVAL_MODE_TEXT = {"generate": "greedy decoding, an output that is no label counts as wrong",
+                  "rank": "rank classification over the label words"}
+
+
+def format_table(rows: Sequence[TableRow], eval_mode: Optional[str] = None) -> str:
+  """The paper-style table; with `eval_mode`, a first line saying how the scores were produced."""
   width = max([28] + [len(r.method) for r in rows])
-  lines = [f"{'method':<{width}} {'avg score':>9} {'abs change':>10} {'rel change %':>12}"]
+  lines = [f"scores: eval mode {eval_mode!r} ({EVAL_MODE_TEXT.get(eval_mode, eval_mode)})"] if eval_mode else []
+  lines += [f"{'method':<{width}} {'avg score':>9} {'abs change':>10} {'rel change %':>12}"]
   lines += [f"{r.method:<{width}} {r.average_score:>9.2f} {r.absolute_change:>+10.2f} {r.relative_change:>+12.1f}"
             for r in rows]
   return "\n".join(lines)
 
 
-def write_table_csv(path: str, rows: Sequence[TableRow]) -> None:
-  _write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent"],
-             [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}"]
+def write_table_csv(path: str, rows: Sequence[TableRow], eval_mode: Optional[str] = None) -> None:
+  """The table as CSV; with `eval_mode`, every row carries it in an `eval_mode` column."""
+  extra = [eval_mode] if eval_mode else []
+  _write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent"]
+             + (["eval_mode"] if eval_mode else []),
+             [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}", *extra]
               for r in rows])
 
 
