@@ -95,9 +95,9 @@ def _train() -> None:
 
   def main(argv):
     del argv
-    from spot_jax import jobs
     config = _load_config()
     _start(config, FLAGS.workdir)
+    from spot_jax import jobs
     backbone, vocab = _backbone_and_vocab(config)
     result = jobs.train_prompt(config, FLAGS.workdir, backbone=backbone, vocab=vocab, task_name=config.task,
                                evaluate_on=config.get("eval_task") or None)
@@ -113,10 +113,10 @@ def _eval() -> None:
 
   def main(argv):
     del argv
-    import jax
-    from spot_jax import evaluation, jobs
     config = _load_config()
     _start(config)
+    import jax
+    from spot_jax import evaluation, jobs
     backbone, vocab = _backbone_and_vocab(config)
     init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
     prompt = init(jax.random.key(config.train.seed), (config.train.prompt_length, backbone.config.d_model))
@@ -144,10 +144,10 @@ def _library() -> None:
     if len(argv) != 2 or argv[1] not in ("build", "add", "list", "show", "export", "import"):
       raise app.UsageError("usage: spot-jax library {build,add,list,show,export,import} [--flags]")
     action = argv[1]
-    from spot_jax import jobs
-    from spot_jax.spot import library as library_lib
     config = _load_config()
     _start(config, FLAGS.workdir if action == "build" else None)
+    from spot_jax import jobs
+    from spot_jax.spot import library as library_lib
     path = FLAGS.library or (config.library.path if config is not None else None)
     if not path:
       raise app.UsageError("Give --library=DIR (or config.library.path).")
@@ -193,11 +193,11 @@ def _retrieve() -> None:
 
   def main(argv):
     del argv
+    config = _load_config()
+    _start(config, FLAGS.workdir)
     from spot_jax import distributed, jobs
     from spot_jax.checkpoints import prompts as prompt_io
     from spot_jax.spot import library as library_lib, retrieval
-    config = _load_config()
-    _start(config, FLAGS.workdir)
     backbone, vocab = _backbone_and_vocab(config)
     # The workdir belongs to one target task; strategies and k may vary (each writes its own files).
     # Held until the command exits.
@@ -247,9 +247,9 @@ def _grid() -> None:
 
   def main(argv):
     del argv
-    from spot_jax import jobs
     config = _load_config()
     _start(config, FLAGS.workdir)
+    from spot_jax import jobs
     backbone, vocab = _backbone_and_vocab(config)
     jobs.run_grid(config, FLAGS.workdir, backbone=backbone, vocab=vocab)
 
@@ -262,9 +262,9 @@ def _project() -> None:
 
   def main(argv):
     del argv
-    from spot_jax import jobs
     config = _load_config()
     _start(config, FLAGS.workdir)
+    from spot_jax import jobs
     backbone, vocab = _backbone_and_vocab(config)  # the target model
     source = config.source_model.get("hf_path")  # only to check that the source library is that model's
     fingerprint = jobs.load_backbone(config.source_model).fingerprint if source else None
@@ -279,9 +279,9 @@ def _quickstart() -> None:
 
   def main(argv):
     del argv
-    from spot_jax import quickstart
     config = _load_config()
     _start(config, FLAGS.workdir)
+    from spot_jax import quickstart
     quickstart.run(config, FLAGS.workdir)
 
   app.run(main, flags_parser=_parse_flags)
