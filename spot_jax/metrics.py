@@ -1,22 +1,31 @@
-"""Evaluation metrics of the SPoT tasks and the GLUE / SuperGLUE averages, in plain numpy.
+"""Evaluation metrics of the SPoT tasks and the GLUE / SuperGLUE averages, as T5 computes them.
 
 Why this exists: every number spot_jax reports — best-checkpoint selection, the transfer grid,
-retrieval's relative error reduction — goes through these functions, so they must match the
-reference implementations the papers used (scikit-learn / scipy for the classification and
-correlation metrics, the SQuAD v1.1 script as used by T5 for SQuAD, DROP and ReCoRD, SuperGLUE's
-MultiRC scorer) without importing scikit-learn at runtime. tests/test_metrics.py checks each against
-scikit-learn and scipy.
+retrieval's relative error reduction — goes through these functions, and the SPoT paper's numbers
+come from Google's `t5` library (0.9.4): `t5.evaluation.metrics`, the per-task metric lists of
+`t5.data.glue_utils` and the benchmark averages of `t5.evaluation.eval_utils.compute_avg_glue`.
+So the functions below carry T5's names, take T5's postprocessed values and return T5's dicts
+({key: value}, percentages where T5 gives percentages), in plain numpy, without TensorFlow, `t5`,
+scikit-learn or scipy at runtime. tests/test_metrics_t5.py checks them against values that `t5`
+itself produced (tests/fixtures/t5_reference.json) and, on other inputs, against scikit-learn and
+scipy, which T5 calls.
+
+T5's metric list per task (glue_utils.GLUE_METRICS / SUPERGLUE_METRICS), in these names:
+  CoLA `matthews_corrcoef`; SST-2, MNLI (matched and mismatched), QNLI, RTE, WNLI, BoolQ, COPA,
+  WiC, WSC (simple_eval) `accuracy`; MRPC, QQP `f1_score_with_invalid`, `accuracy`; STS-B
+  `pearson_corrcoef`, `spearman_corrcoef`; CB `mean_multiclass_f1(3)`, `accuracy`; MultiRC
+  `multirc_f1_over_all_answers`, `mean_group_metric(all_match)`; ReCoRD
+  `deduplicate_metric(squad)`; SQuAD `squad`.
 
 Conventions:
-- Inputs are postprocessed values (see `spot_jax.data.tasks`): label indices for classification,
-  floats for regression, strings for QA. Every function takes `(targets, predictions)` and returns a
-  percentage in [0, 100] (correlations in [-100, 100]); dict-valued metrics use the keys 'em', 'f1',
-  'f1a'.
-- `INVALID_LABEL` (-1) is what a decoded text that is not a label word becomes. It never equals a
-  target, so it always counts as wrong; `f1_macro` does not count it as a class of its own.
-- Regression predictions that are not finite numbers (text that fails to parse, NaN) become
-  `UNPARSEABLE_FLOAT` (-1.0, outside STS-B's 0-5 range), as T5's `string_to_float` postprocessor does.
-- Empty inputs and targets/predictions of different lengths raise ValueError.
+- Inputs are what T5's postprocessors make (`spot_jax.data.postprocessors`): label indices for
+  classification (-1 for a decoded text that is no label word: an invalid prediction), floats for
+  regression (`string_to_float` gives -1.0 for text that is no number), lists of gold answers and
+  answer strings for QA, records {'group': ..., 'value': ...} for MultiRC and ReCoRD targets
+  ({'value': ...} for their predictions).
+- Where T5's value is NaN (a correlation of constant predictions) these return NaN too.
+- Empty inputs and targets/predictions of different lengths raise ValueError (T5 would return NaN
+  or fail inside scikit-learn).
 """
 
 from __future__ import annotations
@@ -25,12 +34,11 @@ import collections
 import math
 import re
 import string
-from typing import Any, Hashable, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-INVALID_LABEL = -1
-UNPARSEABLE_FLOAT = -1.0
+MetricFn = Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]
 
 
 def _check_pair(name: str, targets: Sequence[Any], predictions: Sequence[Any]) -> None:
@@ -42,58 +50,41 @@ def _check_pair(name: str, targets: Sequence[Any], predictions: Sequence[Any]) -
                      "Check the eval split and eval_max_examples.")
 
 
-# ----------------------------------------------------------------------------- classification
-
-
-def accuracy(targets: Sequence[Any], predictions: Sequence[Any]) -> float:
-  """Percentage of predictions equal to their target (any comparable values)."""
-  _check_pair("accuracy", targets, predictions)
-  return 100.0 * sum(bool(t == p) for t, p in zip(targets, predictions)) / len(targets)
-
-
 def _f1_from_counts(tp: int, fp: int, fn: int) -> float:
-  """F1 = 2tp / (2tp + fp + fn); 0 when there is nothing to score (scikit-learn's zero_division=0)."""
+  """F1 = 2tp / (2tp + fp + fn); 0 when there is nothing to score (scikit-learn's zero_division=0,
+  what T5 gets from `f1_score` / `fbeta_score`)."""
   denominator = 2 * tp + fp + fn
   return 2.0 * tp / denominator if denominator else 0.0
 
 
-def f1_binary(targets: Sequence[Any], predictions: Sequence[Any], positive: Hashable = 1) -> float:
-  """F1 of the class `positive` (MRPC, QQP: positive = 1, the "equivalent"/"duplicate" label)."""
-  _check_pair("f1_binary", targets, predictions)
-  t = np.array([x == positive for x in targets], bool)
-  p = np.array([x == positive for x in predictions], bool)
-  return 100.0 * _f1_from_counts(int(np.sum(t & p)), int(np.sum(~t & p)), int(np.sum(t & ~p)))
+# ----------------------------------------------------------------------------- classification
 
 
-def f1_macro(targets: Sequence[Any], predictions: Sequence[Any], labels: Optional[Sequence[Hashable]] = None) -> float:
-  """Unweighted mean of per-class F1 (CB).
+def accuracy(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+  """T5's `accuracy`: percentage of predictions equal to their target. -> {'accuracy': ...}.
 
-  Classes: `labels` if given (e.g. `range(num_classes)`, as T5's `mean_multiclass_f1`), otherwise
-  every value seen in targets or predictions except `INVALID_LABEL` — scikit-learn's
-  `f1_score(average='macro')` whenever no prediction is invalid.
+  An invalid prediction (-1) never equals a target, so it is wrong. (T5's scikit-learn call also
+  rejects mixing strings with numbers; here any values comparable with == are accepted.)
   """
-  _check_pair("f1_macro", targets, predictions)
-  if labels is None:
-    labels = [c for c in dict.fromkeys([*targets, *predictions]) if not _is_invalid(c)]
-  if not labels:
-    raise ValueError("f1_macro: no classes to average over (every value is INVALID_LABEL); pass labels=.")
-  t, p = list(targets), list(predictions)
-  scores = []
-  for c in labels:
-    tc = np.array([x == c for x in t], bool)
-    pc = np.array([x == c for x in p], bool)
-    scores.append(_f1_from_counts(int(np.sum(tc & pc)), int(np.sum(~tc & pc)), int(np.sum(tc & ~pc))))
-  return 100.0 * float(np.mean(scores))
+  _check_pair("accuracy", targets, predictions)
+  correct = sum(bool(t == p) for t, p in zip(targets, predictions))
+  return {"accuracy": 100 * (correct / len(targets))}
 
 
-def _is_invalid(value: Any) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == INVALID_LABEL
+def sequence_accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """T5's `sequence_accuracy`: percentage of predicted strings exactly equal to their target (no
+  normalisation: case and whitespace count). -> {'sequence_accuracy': ...}."""
+  _check_pair("sequence_accuracy", targets, predictions)
+  return {"sequence_accuracy": 100 * float(np.mean([p == t for p, t in zip(predictions, targets)]))}
 
 
-def matthews_corrcoef(targets: Sequence[Any], predictions: Sequence[Any]) -> float:
-  """Matthews correlation x 100 (CoLA); the multiclass form (Gorodkin 2004), as scikit-learn.
+def matthews_corrcoef(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+  """T5's CoLA metric, `sklearn_metrics_wrapper('matthews_corrcoef')` x 100.
+  -> {'matthews_corrcoef': ...}.
 
-  0 when it is undefined (all targets or all predictions in one class), as scikit-learn.
+  The multiclass form (Gorodkin 2004) over every value seen, as scikit-learn: an invalid prediction
+  (-1) is a class of its own here, as in T5. 0 when undefined (all targets or all predictions one
+  value), as scikit-learn.
   """
   _check_pair("matthews_corrcoef", targets, predictions)
   classes = {c: i for i, c in enumerate(dict.fromkeys([*targets, *predictions]))}
@@ -105,49 +96,106 @@ def matthews_corrcoef(targets: Sequence[Any], predictions: Sequence[Any]) -> flo
   cov_pp = n * n - pred_counts @ pred_counts
   cov_tt = n * n - true_counts @ true_counts
   if cov_pp * cov_tt == 0:
-    return 0.0
-  return 100.0 * float(cov_tp / math.sqrt(cov_tt * cov_pp))
+    return {"matthews_corrcoef": 0.0}
+  return {"matthews_corrcoef": 100 * float(cov_tp / np.sqrt(cov_tt * cov_pp))}
+
+
+def _is_binary_label(value: Any) -> bool:
+  return not isinstance(value, str) and value is not None and bool(value == 0 or value == 1)
+
+
+def f1_score_with_invalid(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+  """T5's MRPC / QQP / MultiRC F1: binary F1 of class 1 where a prediction other than 0 or 1
+  counts as the opposite of its target — a false negative on a positive example and a false
+  positive on a negative one (plain F1 would call the latter a true negative). -> {'f1': ...}.
+
+  0 when there is no positive anywhere (scikit-learn's zero_division). Targets must be 0 or 1.
+  """
+  _check_pair("f1_score_with_invalid", targets, predictions)
+  bad = [t for t in targets if not _is_binary_label(t)][:3]
+  if bad:
+    raise ValueError(f"f1_score_with_invalid: targets must be 0 or 1; got {bad}. Unlabelled (test split) "
+                     "examples have no target to score.")
+  t = np.array([bool(x == 1) for x in targets])
+  p = np.array([bool(x == 1) if _is_binary_label(x) else not bool(y == 1) for x, y in zip(predictions, targets)])
+  return {"f1": 100 * _f1_from_counts(int(np.sum(t & p)), int(np.sum(~t & p)), int(np.sum(t & ~p)))}
+
+
+def _macro_f1(targets: Sequence[Any], predictions: Sequence[Any], labels: Sequence[Hashable]) -> float:
+  """Unweighted mean of the per-class F1 of `labels` (a class absent from both sides scores 0)."""
+  scores = []
+  for c in labels:
+    tc = np.array([bool(x == c) for x in targets])
+    pc = np.array([bool(x == c) for x in predictions])
+    scores.append(_f1_from_counts(int(np.sum(tc & pc)), int(np.sum(~tc & pc)), int(np.sum(tc & ~pc))))
+  return float(np.mean(scores))
+
+
+def mean_multiclass_f1(num_classes: int) -> MetricFn:
+  """T5's `mean_multiclass_f1(num_classes)` (CB: 3): a metric fn giving the unweighted mean F1 over
+  the classes 0 .. num_classes-1 -> {'mean_<num_classes>class_f1': ...}.
+
+  Every class counts, also one absent from this evaluation set (F1 0 when neither targets nor
+  predictions have it: scikit-learn's `fbeta_score(labels=range(n), average='macro')`), so the
+  value does not depend on which classes a subset happens to hold. An invalid prediction (-1) is
+  no class: it only costs the target class a false negative.
+  """
+  if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    raise ValueError(f"mean_multiclass_f1: num_classes must be a positive integer; got {num_classes!r}.")
+  key = "mean_%dclass_f1" % num_classes
+  labels = range(int(num_classes))
+
+  def fn(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+    _check_pair(key, targets, predictions)
+    return {key: 100 * _macro_f1(targets, predictions, labels)}
+
+  fn.__name__ = key
+  return fn
+
+
+def all_match(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+  """T5's `all_match`: 100 if every prediction equals its target, else 0 -> {'exact_match': ...}.
+  MultiRC uses it per question through `mean_group_metric`."""
+  _check_pair("all_match", targets, predictions)
+  return {"exact_match": 100 * float(np.array_equal(targets, predictions))}
 
 
 # ----------------------------------------------------------------------------- regression
 
 
-def _as_float(value: Any) -> float:
-  """A prediction -> finite float, or UNPARSEABLE_FLOAT."""
-  try:
-    x = float(value.strip()) if isinstance(value, str) else float(value)
-  except (TypeError, ValueError):
-    return UNPARSEABLE_FLOAT
-  return x if math.isfinite(x) else UNPARSEABLE_FLOAT
+def _float_array(name: str, what: str, values: Sequence[Any]) -> np.ndarray:
+  """Numbers -> float64 array. Strings are refused: T5's metrics get floats from the postprocessor
+  (`string_to_float`), and numpy would otherwise parse '3.2' silently."""
+  bad = [v for v in values if isinstance(v, (str, bytes)) or v is None][:3]
+  if bad:
+    raise ValueError(f"{name}: {what} must be numbers; got {bad}. Apply the regression postprocessor "
+                     "(T5's string_to_float: text that is no number -> -1.0) first.")
+  return np.asarray(values, np.float64)
 
 
-def _float_pair(name: str, targets: Sequence[Any], predictions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-  """Targets must be numbers (gold labels); predictions fall back to UNPARSEABLE_FLOAT."""
-  _check_pair(name, targets, predictions)
-  t = np.array([_as_float(x) if _is_finite_number(x) else math.nan for x in targets], np.float64)
-  if not np.all(np.isfinite(t)):
-    bad = [x for x, ok in zip(targets, np.isfinite(t)) if not ok][:3]
-    raise ValueError(f"{name}: targets must be finite numbers; got {bad}. Check the task's postprocessor "
-                     "(is_target=True) for this regression task.")
-  return t, np.array([_as_float(x) for x in predictions], np.float64)
+def pearson_corrcoef(targets: Sequence[float], predictions: Sequence[float]) -> dict[str, float]:
+  """T5's STS-B metric: Pearson r x 100 as scipy.stats.pearsonr -> {'pearson_corrcoef': ...}.
 
-
-def _is_finite_number(value: Any) -> bool:
-  try:
-    return math.isfinite(float(value.strip() if isinstance(value, str) else value))
-  except (TypeError, ValueError):
-    return False
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-  """Pearson r x 100; 0 when undefined (fewer than two pairs, or either side constant)."""
+  NaN, as scipy, when either side is constant (a prompt that always answers "2.0") or holds a NaN
+  (T5's `string_to_float` parses the text "nan"); exactly +-100 for two pairs; fewer than two pairs
+  raise ValueError, as scipy.
+  """
+  _check_pair("pearson_corrcoef", targets, predictions)
+  x = _float_array("pearson_corrcoef", "targets", targets)
+  y = _float_array("pearson_corrcoef", "predictions", predictions)
   if len(x) < 2:
-    return 0.0
-  xc, yc = x - x.mean(), y - y.mean()
-  denominator = math.sqrt(float(xc @ xc) * float(yc @ yc))
-  if denominator == 0.0:
-    return 0.0
-  return 100.0 * float(np.clip((xc @ yc) / denominator, -1.0, 1.0))
+    raise ValueError("pearson_corrcoef: needs at least 2 pairs (scipy.stats.pearsonr raises too).")
+  if np.all(x == x[0]) or np.all(y == y[0]):
+    return {"pearson_corrcoef": math.nan}
+  # scipy's formula: centre, scale by the largest deviation before the norm, clip.
+  xm, ym = x - x.mean(), y - y.mean()
+  with np.errstate(invalid="ignore", divide="ignore"):
+    xmax, ymax = np.max(np.abs(xm)), np.max(np.abs(ym))
+    normxm, normym = xmax * np.linalg.norm(xm / xmax), ymax * np.linalg.norm(ym / ymax)
+    r = float(np.clip(np.dot(xm / normxm, ym / normym), -1.0, 1.0))
+  if len(x) == 2:
+    r = float(np.round(r))
+  return {"pearson_corrcoef": 100 * r}
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
@@ -158,38 +206,39 @@ def _rank(x: np.ndarray) -> np.ndarray:
   return (np.bincount(group, weights=ranks) / counts)[group]
 
 
-def pearson(targets: Sequence[Any], predictions: Sequence[Any]) -> float:
-  """Pearson correlation x 100 (STS-B, CxC). Unparseable predictions count as UNPARSEABLE_FLOAT (-1.0).
+def spearman_corrcoef(targets: Sequence[float], predictions: Sequence[float]) -> dict[str, float]:
+  """T5's STS-B metric: Spearman rank correlation x 100 as scipy.stats.spearmanr (ties get their
+  average rank) -> {'spearman_corrcoef': ...}.
 
-  Returns 0 where scipy would return NaN (constant predictions or targets, fewer than two pairs),
-  so a degenerate checkpoint ranks below any informative one.
+  NaN, as scipy, when either side is constant, holds a NaN, or has fewer than two pairs.
   """
-  return _pearson(*_float_pair("pearson", targets, predictions))
+  _check_pair("spearman_corrcoef", targets, predictions)
+  x = _float_array("spearman_corrcoef", "targets", targets)
+  y = _float_array("spearman_corrcoef", "predictions", predictions)
+  if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]) or np.isnan(x).any() or np.isnan(y).any():
+    return {"spearman_corrcoef": math.nan}
+  return {"spearman_corrcoef": 100 * float(np.corrcoef(_rank(x), _rank(y))[1, 0])}
 
 
-def spearman(targets: Sequence[Any], predictions: Sequence[Any]) -> float:
-  """Spearman rank correlation x 100 (ties get average ranks); same conventions as `pearson`."""
-  t, p = _float_pair("spearman", targets, predictions)
-  return _pearson(_rank(t), _rank(p))
-
-
-# ----------------------------------------------------------------------------- QA: SQuAD, DROP, ReCoRD
+# ----------------------------------------------------------------------------- QA: SQuAD, ReCoRD
 
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
-def normalize_answer(text: str) -> str:
-  """SQuAD v1.1 answer normalisation: lower case, drop punctuation, drop articles a/an/the,
-  collapse whitespace (same order as the official script and T5's `normalize_squad`)."""
+def normalize_squad(text: str) -> str:
+  """T5's `normalize_squad` (the SQuAD v1.1 script's): lower case, delete ASCII punctuation, replace
+  the words a/an/the by a space, collapse whitespace — in that order, so "U . S ." -> "u s" but
+  "U.S." -> "us", and "the-end" -> "theend" keeps its article."""
   text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
   return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def _token_f1(target: str, prediction: str) -> float:
-  """Bag-of-tokens F1 of normalised answers; 0 without a common token (SQuAD v1.1 / T5)."""
-  t, p = normalize_answer(target).split(), normalize_answer(prediction).split()
+  """Bag-of-tokens F1 of two normalised answers; 0 without a common token — also when both are
+  empty, where exact match is 1 (T5's qa_utils)."""
+  t, p = target.split(), prediction.split()
   common = sum((collections.Counter(t) & collections.Counter(p)).values())
   if common == 0:
     return 0.0
@@ -197,124 +246,222 @@ def _token_f1(target: str, prediction: str) -> float:
   return 2 * precision * recall / (precision + recall)
 
 
-def _max_over_answers_em_f1(name: str, targets: Sequence[Sequence[str]],
-                            predictions: Sequence[str]) -> dict[str, float]:
-  _check_pair(name, targets, predictions)
-  em = f1 = 0.0
+def squad(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
+  """T5's `squad`: exact match and token F1 of normalised answers, each the max over an example's
+  gold answers, averaged over examples -> {'em': ..., 'f1': ...} in percent.
+
+  targets: one non-empty list of gold answers per example (T5's `qa` postprocessor gives all of
+  them; note T5's SQuAD answers are the punctuation-padded ones); predictions: one string each.
+  A bare string as target is refused (T5 would take its characters as the answers).
+  """
+  _check_pair("squad", targets, predictions)
   for i, (answers, prediction) in enumerate(zip(targets, predictions)):
-    if isinstance(answers, str) or not answers:
-      raise ValueError(f"{name}: targets[{i}] must be a non-empty list of gold answer strings; got {answers!r}. "
-                       "Wrap a single answer in a list.")
+    if isinstance(answers, str) or not isinstance(answers, Sequence) or len(answers) == 0:
+      raise ValueError(f"squad: targets[{i}] must be a non-empty list of gold answer strings; got {answers!r}. "
+                       "Wrap a single answer in a list (T5 raises on an example without answers).")
     if not isinstance(prediction, str):
-      raise ValueError(f"{name}: predictions[{i}] must be a string; got {type(prediction).__name__}.")
-    normalized = normalize_answer(prediction)
-    em += max(float(normalize_answer(a) == normalized) for a in answers)
-    f1 += max(_token_f1(a, prediction) for a in answers)
-  return {"em": 100.0 * em / len(targets), "f1": 100.0 * f1 / len(targets)}
+      raise ValueError(f"squad: predictions[{i}] must be a string; got {type(prediction).__name__}.")
+  gold = [[normalize_squad(a) for a in answers] for answers in targets]
+  guess = [normalize_squad(p) for p in predictions]
+  em = np.mean([max(a == p for a in answers) for answers, p in zip(gold, guess)])
+  f1 = np.mean([max(_token_f1(a, p) for a in answers) for answers, p in zip(gold, guess)])
+  return {"em": float(em * 100), "f1": float(f1 * 100)}
 
 
-def squad_em_f1(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
-  """SQuAD (and DROP, C4 continuation) exact match and token F1, each the max over the gold answers.
+# ----------------------------------------------------------------------------- grouped: MultiRC, ReCoRD
 
-  targets: one list of gold answers per example; predictions: one string per example.
-  -> {'em': ..., 'f1': ...} in percent.
+
+def _hashable(group: Any) -> Hashable:
+  """A group id as a dict key: lists (a tuple after a JSON round trip) become tuples."""
+  if isinstance(group, (list, tuple)):
+    return tuple(_hashable(g) for g in group)
+  return group
+
+
+def _field(name: str, record: Any, key: str, what: str, i: int) -> Any:
+  if not isinstance(record, Mapping) or key not in record:
+    raise ValueError(f"{name}: {what}[{i}] must be a record with the key {key!r}; got {record!r}. Apply the "
+                     "task's postprocessor (targets {'group': ..., 'value': ...}, predictions {'value': ...}).")
+  return record[key]
+
+
+def multirc_f1_over_all_answers(targets: Sequence[Mapping[str, Any]],
+                                predictions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  """T5's MultiRC F1 (SuperGLUE's F1a): `f1_score_with_invalid` over every answer option's 'value'
+  -> {'f1': ...}."""
+  _check_pair("multirc_f1_over_all_answers", targets, predictions)
+  return f1_score_with_invalid(
+      [_field("multirc_f1_over_all_answers", r, "value", "targets", i) for i, r in enumerate(targets)],
+      [_field("multirc_f1_over_all_answers", r, "value", "predictions", i) for i, r in enumerate(predictions)])
+
+
+def mean_group_metric(metric_fn: MetricFn, group_key: str = "group", value_key: str = "value",
+                      return_subgroup_scores: bool = False) -> MetricFn:
+  """T5's `mean_group_metric`: a metric fn that runs `metric_fn` on each group of records (the
+  group read from the targets' `group_key`) and averages each result key over the groups.
+
+  MultiRC's exact match is `mean_group_metric(all_match)`: the percentage of questions whose
+  options are all labelled right. T5's MultiRC group is `idx/question` alone, so two paragraphs'
+  question 0 fall into one group; the postprocessor decides that, not this function. With
+  `return_subgroup_scores` each group's scores come too, as '<group>-<key>'.
   """
-  return _max_over_answers_em_f1("squad_em_f1", targets, predictions)
+  name = f"mean_group_metric({getattr(metric_fn, '__name__', 'metric_fn')})"
+
+  def fn(targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    _check_pair(name, targets, predictions)
+    grouped: dict[Hashable, tuple[list, list]] = collections.defaultdict(lambda: ([], []))
+    for i, (target, prediction) in enumerate(zip(targets, predictions)):
+      values = grouped[_hashable(_field(name, target, group_key, "targets", i))]
+      values[0].append(_field(name, target, value_key, "targets", i))
+      values[1].append(_field(name, prediction, value_key, "predictions", i))
+    scores: dict[str, list[float]] = collections.defaultdict(list)
+    for group, (group_targets, group_predictions) in grouped.items():
+      for key, score in metric_fn(group_targets, group_predictions).items():
+        scores[key].append(score)
+        if return_subgroup_scores:
+          scores["%s-%s" % (group, key)].append(score)
+    return {key: float(np.mean(values)) for key, values in scores.items()}
+
+  fn.__name__ = name
+  return fn
 
 
-def record_em_f1(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
-  """ReCoRD exact match and token F1, max over the gold entity answers (the SuperGLUE ReCoRD scorer
-  uses the SQuAD v1.1 normalisation and token F1). -> {'em': ..., 'f1': ...}."""
-  return _max_over_answers_em_f1("record_em_f1", targets, predictions)
+def deduplicate_metric(metric_fn: MetricFn, group_key: str = "group", value_key: str = "value") -> MetricFn:
+  """T5's `deduplicate_metric`: a metric fn that keeps only the first record of each group (the
+  group read from the targets' `group_key`) and runs `metric_fn` on their 'value's.
 
-
-def multirc_f1a_em(groups: Sequence[Hashable], targets: Sequence[Any],
-                   predictions: Optional[Sequence[Any]] = None, *, positive: Hashable = 1) -> dict[str, float]:
-  """MultiRC as SuperGLUE scores it: F1a = binary F1 over all answer options (positive = True = 1);
-  EM = percentage of questions (`groups`: one id per option, e.g. (paragraph, question)) whose
-  options are all labelled correctly. -> {'f1a': ..., 'em': ...}.
-
-  Also accepts the record form `multirc_f1a_em(target_records, prediction_records)` where each record
-  is {'group': ..., 'value': label} (what `spot_jax.data.tasks`' 'multirc' postprocessor makes); the
-  group is read from the targets.
+  ReCoRD is `deduplicate_metric(squad)`: T5 makes one example per gold answer, each target holding
+  all answers and the group (idx/passage, idx/query); only the first copy's prediction is scored,
+  the others are ignored, then SQuAD EM / F1 take the max over the answers.
   """
-  if predictions is None:
-    records_t, records_p = groups, targets
-    _check_pair("multirc_f1a_em", records_t, records_p)
-    for what, records in (("targets", records_t), ("predictions", records_p)):
-      if not all(isinstance(r, Mapping) and "value" in r for r in records):
-        raise ValueError(f"multirc_f1a_em: called with two arguments, so {what} must be records "
-                         "{'group': ..., 'value': ...}; otherwise call multirc_f1a_em(groups, targets, predictions).")
-    groups = [r.get("group") for r in records_t]
-    targets, predictions = [r["value"] for r in records_t], [r["value"] for r in records_p]
-  _check_pair("multirc_f1a_em", targets, predictions)
-  if len(groups) != len(targets):
-    raise ValueError(f"multirc_f1a_em: got {len(groups)} group ids for {len(targets)} answer options; "
-                     "pass one group (question) id per option.")
-  all_correct: dict[Hashable, bool] = {}
-  for g, t, p in zip(groups, targets, predictions):
-    all_correct[g] = all_correct.get(g, True) and bool(t == p)
-  em = 100.0 * sum(all_correct.values()) / len(all_correct)
-  return {"f1a": f1_binary(targets, predictions, positive=positive), "em": em}
+  name = f"deduplicate_metric({getattr(metric_fn, '__name__', 'metric_fn')})"
+
+  def fn(targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    _check_pair(name, targets, predictions)
+    seen: set[Hashable] = set()
+    kept_targets, kept_predictions = [], []
+    for i, (target, prediction) in enumerate(zip(targets, predictions)):
+      group = _hashable(_field(name, target, group_key, "targets", i))
+      if group in seen:
+        continue
+      seen.add(group)
+      kept_targets.append(_field(name, target, value_key, "targets", i))
+      kept_predictions.append(_field(name, prediction, value_key, "predictions", i))
+    return metric_fn(kept_targets, kept_predictions)
+
+  fn.__name__ = name
+  return fn
 
 
 # ----------------------------------------------------------------------------- benchmark averages
 
-# The metrics each benchmark task is scored by (keys as the functions above and `data.tasks` name
-# them); a task's score is their mean, the benchmark's the mean over its tasks. GLUE here is the 8
-# tasks of the SPoT / T5 tables (WNLI left out, as T5 does); MNLI is the 'mnli' entry (matched).
-GLUE_METRICS: dict[str, tuple[str, ...]] = {
-    "cola": ("mcc",), "sst2": ("accuracy",), "mrpc": ("f1", "accuracy"), "qqp": ("f1", "accuracy"),
-    "stsb": ("pearson", "spearman"), "mnli": ("accuracy",), "qnli": ("accuracy",), "rte": ("accuracy",),
-}
-SUPERGLUE_METRICS: dict[str, tuple[str, ...]] = {
-    "boolq": ("accuracy",), "cb": ("f1_macro", "accuracy"), "copa": ("accuracy",), "multirc": ("f1a", "em"),
-    "record": ("f1", "em"), "super_glue_rte": ("accuracy",), "wic": ("accuracy",), "wsc": ("accuracy",),
-}
-_ALIASES = {"super_glue_rte": ("rte",), "mcc": ("matthews_corrcoef",)}  # other accepted spellings
+
+class BenchmarkMetric(NamedTuple):
+  """One metric of a benchmark average, as a row of T5's `eval_utils.METRIC_NAMES`."""
+  tag: str  # T5's '<task>/<metric key>', e.g. 'glue_cola_v002/matthews_corrcoef'
+  group: str  # T5's metric group: a group's metrics are averaged first
+  tasks: tuple[str, ...] = ()  # task names accepted besides T5's (spot_jax's first)
+  aliases: tuple[str, ...] = ()  # metric keys accepted besides T5's (earlier spot_jax names)
 
 
-def task_score(task: str, metrics: float | Mapping[str, float], metric_names: Sequence[str]) -> float:
-  """One task's score: the mean of its metrics `metric_names` (a plain number is taken as is)."""
-  if not isinstance(metrics, Mapping):
-    return float(metrics)
-  values = []
-  for name in metric_names:
-    key = next((k for k in (name, *_ALIASES.get(name, ())) if k in metrics), None)
-    if key is None:
-      raise ValueError(f"Task {task!r} is scored by {tuple(metric_names)} but its metrics lack {name!r}; got "
-                       f"{sorted(metrics)}. Pass the metrics dict the task's evaluation returned.")
-    values.append(float(metrics[key]))
-  return float(np.mean(values))
+# T5's METRIC_NAMES rows whose tag holds 'glue' (not 'super'), in its order. WNLI is not in it.
+GLUE_AVERAGE_METRICS: tuple[BenchmarkMetric, ...] = (
+    BenchmarkMetric("glue_cola_v002/matthews_corrcoef", "CoLA", ("cola",), ("mcc",)),
+    BenchmarkMetric("glue_sst2_v002/accuracy", "SST-2", ("sst2",)),
+    BenchmarkMetric("glue_mrpc_v002/f1", "MRPC", ("mrpc",)),
+    BenchmarkMetric("glue_mrpc_v002/accuracy", "MRPC", ("mrpc",)),
+    BenchmarkMetric("glue_stsb_v002/pearson_corrcoef", "STSB", ("stsb",), ("pearson",)),
+    BenchmarkMetric("glue_stsb_v002/spearman_corrcoef", "STSB", ("stsb",), ("spearman",)),
+    BenchmarkMetric("glue_qqp_v002/f1", "QQP", ("qqp",)),
+    BenchmarkMetric("glue_qqp_v002/accuracy", "QQP", ("qqp",)),
+    BenchmarkMetric("glue_mnli_matched_v002/accuracy", "MNLI", ("mnli", "mnli_matched")),
+    BenchmarkMetric("glue_mnli_mismatched_v002/accuracy", "MNLI", ("mnli_mismatched",)),
+    BenchmarkMetric("glue_qnli_v002/accuracy", "QNLI", ("qnli",)),
+    BenchmarkMetric("glue_rte_v002/accuracy", "GLUE RTE", ("rte",)),
+)
+# T5's METRIC_NAMES rows whose tag holds 'super_glue'. RTE may also be given as 'rte' (same data).
+SUPERGLUE_AVERAGE_METRICS: tuple[BenchmarkMetric, ...] = (
+    BenchmarkMetric("super_glue_boolq_v102/accuracy", "BoolQ (accuracy)", ("boolq",)),
+    BenchmarkMetric("super_glue_cb_v102/mean_3class_f1", "CB", ("cb",), ("f1_macro",)),
+    BenchmarkMetric("super_glue_cb_v102/accuracy", "CB", ("cb",)),
+    BenchmarkMetric("super_glue_copa_v102/accuracy", "CoPA", ("copa",)),
+    BenchmarkMetric("super_glue_multirc_v102/f1", "MultiRC", ("multirc",), ("f1a",)),
+    BenchmarkMetric("super_glue_multirc_v102/exact_match", "MultiRC", ("multirc",), ("em",)),
+    BenchmarkMetric("super_glue_record_v102/f1", "ReCoRD", ("record",)),
+    BenchmarkMetric("super_glue_record_v102/em", "ReCoRD", ("record",)),
+    BenchmarkMetric("super_glue_rte_v102/accuracy", "SuperGLUE RTE", ("super_glue_rte", "rte")),
+    BenchmarkMetric("super_glue_wic_v102/accuracy", "WiC", ("wic",)),
+    BenchmarkMetric("super_glue_wsc_v102_simple_eval/accuracy", "WSC", ("wsc", "wsc_simple")),
+)
+
+Scores = Mapping[str, Any]  # {task: {metric: value}} | {task: score} | {'task/metric': value}
 
 
-def _benchmark_average(benchmark: str, scores: Mapping[str, float | Mapping[str, float]],
-                       spec: Mapping[str, tuple[str, ...]]) -> float:
-  found, missing = {}, []
-  for task, names in spec.items():
-    key = next((k for k in (task, *_ALIASES.get(task, ())) if k in scores), None)
-    if key is None:
-      missing.append(task)
+def _nest(scores: Scores) -> dict[str, Any]:
+  """Accept T5's flat tags ('glue_cola_v002/matthews_corrcoef': v) next to {task: {metric: v}}."""
+  nested: dict[str, Any] = {}
+  for key, value in scores.items():
+    if isinstance(key, str) and "/" in key:
+      task, metric = key.split("/", 1)
+      nested.setdefault(task, {})
+      if isinstance(nested[task], dict):
+        nested[task][metric] = value
     else:
-      found[task] = task_score(task, scores[key], names)
+      nested[key] = value
+  return nested
+
+
+def _lookup(scores: Mapping[str, Any], row: BenchmarkMetric) -> Optional[float]:
+  t5_task, t5_metric = row.tag.split("/", 1)
+  task = next((t for t in (*row.tasks, t5_task) if t in scores), None)
+  if task is None:
+    return None
+  value = scores[task]
+  if not isinstance(value, Mapping):  # a task's score, taken as each of its metrics
+    return float(value)
+  key = next((k for k in (t5_metric, *row.aliases) if k in value), None)
+  return None if key is None else float(value[key])
+
+
+def _benchmark_average(benchmark: str, scores: Scores, rows: Sequence[BenchmarkMetric]) -> float:
+  nested = _nest(scores)
+  groups: dict[str, list[float]] = {}
+  missing = []
+  for row in rows:
+    value = _lookup(nested, row)
+    if value is None:
+      missing.append(row.tag)
+    groups.setdefault(row.group, []).append(value)
   if missing:
-    raise ValueError(f"{benchmark} average needs all of {sorted(spec)}; missing {missing}. Evaluate those tasks "
-                     "(a partial average is not comparable with the papers' numbers).")
-  return float(np.mean(list(found.values())))
+    raise ValueError(f"{benchmark} average needs every metric of T5's average; missing {missing} (T5 writes no "
+                     f"average then). Give them as {{task: {{metric: value}}}} with spot_jax or T5 task names, "
+                     f"or as T5's 'task/metric' tags; got {sorted(nested)}.")
+  group_means = [float(np.mean(values)) for values in groups.values()]
+  return sum(group_means) / len(group_means)
 
 
-def glue_average(scores: Mapping[str, float | Mapping[str, float]]) -> float:
-  """GLUE score as in the T5 / SPoT tables: per task the mean of its metrics (MRPC, QQP F1 and
-  accuracy; STS-B Pearson and Spearman; CoLA MCC; the rest accuracy), then the mean over the 8 tasks.
+def glue_average(scores: Scores) -> float:
+  """T5's "Average GLUE Score" (`eval_utils.compute_avg_glue`): the metrics are grouped as T5's
+  METRIC_NAMES groups them, each group is averaged, then the 8 group means are averaged:
+  CoLA (MCC), SST-2, MRPC (F1, accuracy), STS-B (Pearson, Spearman), QQP (F1, accuracy),
+  MNLI (matched and mismatched accuracy, one group), QNLI, RTE. WNLI is not part of it.
 
-  scores: {task: {metric: value}} (or {task: score}); other tasks (wnli, mnli_mismatched) are ignored.
+  scores: {task: {metric: value}} with spot_jax task names (cola, ..., mnli, mnli_mismatched) or
+  T5's (glue_cola_v002, ...) and T5's metric keys (earlier spot_jax keys such as 'mcc', 'pearson'
+  work too); or T5's flat tags {'glue_cola_v002/matthews_corrcoef': value}; a plain number for a
+  task stands for each of its metrics. Other tasks and keys are ignored. A NaN metric gives NaN,
+  as in T5. A missing metric raises ValueError: T5 computes no average then (CoLA missing: no
+  GLUE average).
   """
-  return _benchmark_average("GLUE", scores, GLUE_METRICS)
+  return _benchmark_average("GLUE", scores, GLUE_AVERAGE_METRICS)
 
 
-def superglue_average(scores: Mapping[str, float | Mapping[str, float]]) -> float:
-  """SuperGLUE score as in the papers: per task the mean of its metrics (CB macro-F1 and accuracy,
-  MultiRC F1a and EM, ReCoRD F1 and EM; the rest accuracy), then the mean over the 8 tasks.
-  RTE may be given as 'super_glue_rte' (the task registry's name) or 'rte'.
+def superglue_average(scores: Scores) -> float:
+  """T5's "Average SuperGLUE Score", grouped as `glue_average`: BoolQ, CB (mean_3class_f1 and
+  accuracy), COPA, MultiRC (f1 and exact_match), ReCoRD (f1 and em), RTE, WiC, WSC — 8 groups.
+
+  scores: as `glue_average`, with task names boolq, cb, copa, multirc, record, super_glue_rte (or
+  rte), wic, wsc, or T5's (super_glue_cb_v102, ..., super_glue_wsc_v102_simple_eval); MultiRC's
+  keys may also be spot_jax's earlier 'f1a' / 'em', CB's 'f1_macro'.
   """
-  return _benchmark_average("SuperGLUE", scores, SUPERGLUE_METRICS)
+  return _benchmark_average("SuperGLUE", scores, SUPERGLUE_AVERAGE_METRICS)

@@ -62,7 +62,14 @@ def _fix_race(ex, i):
   return ex
 
 
-_FIXES = {"hellaswag": _fix_hellaswag, "race": _fix_race}
+def _fix_wsc(ex, i):
+  """T5's wsc_simple needs the pronoun at span2_index (> 0) of the space-split text."""
+  ex["text"], ex["span1_text"], ex["span2_text"], ex["span2_index"] = "Ann told Bea that she won", "Ann", "she", 4
+  ex["label"] = np.int64(i % 2)
+  return ex
+
+
+_FIXES = {"hellaswag": _fix_hellaswag, "race": _fix_race, "wsc": _fix_wsc}
 
 
 def _check_batch(batch, batch_size, input_length, target_length):
@@ -178,7 +185,7 @@ def test_local_file_with_wrong_fields_is_refused(tmp_path):
 
 
 def test_unprepared_tfds_dataset_error_says_how_to_prepare(tmp_path):
-  with pytest.raises(tasks.DataNotFoundError, match="tfds build glue/rte --file_format=array_record"):
+  with pytest.raises(tasks.DataNotFoundError, match="tfds build glue/rte:2.0.0 --file_format=array_record"):
     tasks.get_task("rte").source.open("train", str(tmp_path))
 
 
@@ -190,26 +197,57 @@ def _one(task_name, example, training=True):
 
 
 def test_t5_text_formats():
+  """T5's formats (tests/test_t5_formats.py checks them all against t5 itself): sorted field names,
+  raw whitespace kept, the id passed through, label -1 dropped."""
   assert _one("rte", {"sentence1": b"A man sleeps.", "sentence2": "A man\nrests.", "label": np.int64(0), "idx": 3}) == [
-      {"inputs": "rte sentence1: A man sleeps. sentence2: A man rests.", "targets": "entailment", "label": 0}]
+      {"inputs": "rte sentence1: A man sleeps. sentence2: A man\nrests.", "targets": "entailment", "label": 0,
+       "idx": 3}]
+  mnli = _one("mnli", {"premise": "p  p", "hypothesis": "h", "label": 2, "idx": np.int32(7)})[0]
+  assert mnli["inputs"] == "mnli hypothesis: h premise: p  p" and mnli["targets"] == "contradiction"
   assert _one("stsb", {"sentence1": "a", "sentence2": "b", "label": np.float32(3.47)})[0]["targets"] == "3.4"
   assert _one("stsb", {"sentence1": "a", "sentence2": "b", "label": np.float32(3.51)})[0]["targets"] == "3.6"
+  assert _one("stsb", {"sentence1": "a", "sentence2": "b", "label": np.float32(2.5)})[0]["targets"] == "2.4"
   assert _one("cola", {"sentence": "x", "label": -1}) == []  # unlabelled test examples are dropped
   copa = _one("copa", {"premise": "p", "question": "cause", "choice1": "c1", "choice2": "c2", "label": 1})[0]
   assert copa == {"inputs": "copa choice1: c1 choice2: c2 premise: p question: cause", "targets": "choice2", "label": 1}
+  boolq = _one("boolq", {"question": "q?", "passage": "P.", "label": 1, "idx": 0})[0]["inputs"]
+  assert boolq == "boolq passage: P. question: q?"
+  assert _one("boolq_question_first", {"question": "q?", "passage": "P.", "label": 1})[0]["inputs"] == (
+      "boolq question: q? passage: P.")
+  multirc = _one("multirc", {"question": "Q", "answer": "<b>A</b>", "paragraph": "x<br>y", "label": 1,
+                             "idx": {"paragraph": 2, "question": 5, "answer": 9}})[0]
+  assert multirc == {"inputs": "multirc question: Q answer: A paragraph: x y", "targets": "True", "label": 1,
+                     "idx/paragraph": 2, "idx/question": 5, "idx/answer": 9}
 
 
-def test_record_trains_on_every_answer_and_evaluates_once():
-  ex = {"passage": "Obama met Merkel.@highlight\nTalks", "query": "@placeholder met Merkel",
-        "entities": np.array([b"Obama", b"Merkel"]), "answers": np.array([b"Obama", b"Barack Obama"]),
+def test_wsc_trains_on_correct_referents_and_evaluates_every_row():
+  ex = {"text": "Ann told Bea that she won .", "span1_text": "Bea", "span1_index": 2, "span2_text": "she",
+        "span2_index": 4, "label": 0, "idx": 1}
+  assert _one("wsc", ex) == []  # label 0: the candidate is not the referent, nothing to learn to write
+  out = _one("wsc", ex, training=False)
+  assert out == [{"inputs": "wsc: Ann told Bea that *she* won .", "targets": "Bea", "label": 0, "idx": 1}]
+  task = tasks.get_task("wsc")
+  assert task.evaluate(out, ["Bea"])["accuracy"] == 0.0  # names the candidate, but the label says it is wrong
+  assert task.evaluate(out, ["Ann"])["accuracy"] == 100.0
+  with pytest.raises(pp.InvalidRow, match="span2_text"):
+    _one("wsc", {**ex, "span2_index": 3, "label": 1})
+  assert _one("wsc_binary", {**ex, "label": 1})[0]["targets"] == "True"
+
+
+def test_record_gives_one_example_per_answer_and_scores_each_query_once():
+  ex = {"passage": "Obama met Merkel.\n@highlight\nTalks", "query": "@placeholder met Merkel",
+        "entities": np.array([b"Obama", b"Merkel"]), "answers": np.array([b"Barack Obama", b"Obama"]),
         "idx": {"passage": 0, "query": 0}}
-  train = _one("record", ex)
-  assert [o["targets"] for o in train] == ["Obama", "Barack Obama"]
-  assert train[0]["inputs"].startswith("record query: @placeholder met Merkel entities: Obama, Merkel passage:")
-  assert len(_one("record", ex, training=False)) == 1
+  for training in (True, False):
+    out = _one("record", ex, training=training)
+    assert [o["targets"] for o in out] == ["Barack Obama", "Obama"]
+  assert out[0]["inputs"] == "record query: @placeholder met Merkel entities: Obama, Merkel passage: Obama met Merkel. Talks"
   task = tasks.get_task("record")
-  assert task.postprocess("Obama", pp.to_python(ex), is_target=True) == ["Obama", "Barack Obama"]
-  assert task.evaluate([{"targets": "Obama", "example": pp.to_python(ex)}], ["barack obama"])["em"] == 100.0
+  assert task.postprocess("Obama", tasks.t5_example(out[0]), is_target=True) == {
+      "value": ["Barack Obama", "Obama"], "group": (0, 0)}
+  result = task.evaluate(out, ["obama", "wrong, but a duplicate of the query: ignored"])
+  assert result["em"] == 100.0 and result["f1"] == 100.0 and result["score"] == 100.0
+  assert _one("record", {**ex, "answers": np.array([], dtype=object)}) == []  # test split: unlabelled
 
 
 def test_race_gives_one_example_per_question():
@@ -235,45 +273,76 @@ def test_c4_prefix_lm_splits_deterministically_per_seed():
 # ----------------------------------------------------------------------------- metrics and scores
 
 
-def test_scores_average_the_papers_metrics():
-  mrpc = tasks.get_task("mrpc")
-  t, p = [1, 1, 0, 0], [1, 0, 0, 0]
-  m = mrpc.metrics(t, p)
+def _evaluate(name, rows, predictions):
+  task = tasks.get_task(name)
+  examples = [o for row in rows for o in task.preprocess(row, pp.Context(training=False))]
+  return task.evaluate(examples, predictions)
+
+
+def test_scores_average_t5s_metrics():
+  pair = lambda label: {"sentence1": "a", "sentence2": "b", "label": label, "idx": 0}
+  m = _evaluate("mrpc", [pair(1), pair(1), pair(0), pair(0)], ["equivalent", "not_equivalent", "not_equivalent",
+                                                                "not_equivalent"])
   assert m["accuracy"] == 75.0 and m["f1"] == pytest.approx(200 / 3)
-  assert mrpc.score(m) == pytest.approx((75 + 200 / 3) / 2)
-  cola = tasks.get_task("cola")
-  assert cola.score(cola.metrics([1, 0, 1, 0], [1, 0, 1, 0])) == pytest.approx(100.0)
+  assert m["score"] == pytest.approx((75 + 200 / 3) / 2)
+  cola = _evaluate("cola", [{"sentence": "s", "label": i % 2} for i in range(4)], ["unacceptable", "acceptable"] * 2)
+  assert cola == {"matthews_corrcoef": 100.0, "score": 100.0}
   stsb = tasks.get_task("stsb")
   s = stsb.metrics([1.0, 2.0, 3.0, 4.0], [1.2, 1.8, 3.4, 4.0])
-  assert set(s) == {"pearson", "spearman"} and stsb.score(s) == pytest.approx((s["pearson"] + s["spearman"]) / 2)
+  assert set(s) == {"pearson_corrcoef", "spearman_corrcoef"}
+  assert stsb.score(s) == pytest.approx((s["pearson_corrcoef"] + s["spearman_corrcoef"]) / 2)
+  constant = stsb.metrics([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
+  assert math.isnan(constant["pearson_corrcoef"]) and math.isnan(stsb.score(constant))  # as T5 reports it
   cb = tasks.get_task("cb")
-  assert set(cb.metrics([0, 1, 2], [0, 1, 1])) == {"f1_macro", "accuracy"}
+  assert set(cb.metrics([0, 1, 2], [0, 1, 1])) == {"mean_3class_f1", "accuracy"}
 
 
-def test_postprocess_maps_label_words_and_numbers():
+def test_postprocess_is_t5s():
   rte = tasks.get_task("rte")
-  assert rte.postprocess(" not_entailment ") == 1 and rte.postprocess("maybe") == -1
-  assert math.isnan(tasks.get_task("stsb").postprocess("high"))
-  assert tasks.get_task("stsb").postprocess("3.4") == pytest.approx(3.4)
+  assert rte.postprocess("not_entailment") == 1 and rte.postprocess("maybe") == -1
+  assert rte.postprocess(" not_entailment ") == -1  # T5 matches exactly: no stripping
+  assert tasks.get_task("stsb").postprocess("high") == -1.0  # T5's string_to_float default
+  assert tasks.get_task("stsb").postprocess(" 3.4 ") == pytest.approx(3.4)
+  assert math.isnan(tasks.get_task("stsb").postprocess("nan"))
 
 
-def test_multirc_scores_f1a_and_question_exact_match():
-  task = tasks.get_task("multirc")
-  ex = lambda q, a: {"idx": {"paragraph": 0, "question": q, "answer": a}}
-  examples = [{"targets": "True", "example": ex(0, 0)}, {"targets": "False", "example": ex(0, 1)},
-              {"targets": "True", "example": ex(1, 0)}]
-  result = task.evaluate(examples, ["True", "False", "False"])
-  assert result["em"] == 50.0 and result["f1a"] == pytest.approx(100 * 2 / 3)
+def test_an_invalid_label_counts_as_wrong():
+  rows = [{"sentence": "s", "label": 1, "idx": i} for i in range(4)]
+  assert _evaluate("sst2", rows, ["positive", "Positive", "positive ", "banana"])["accuracy"] == 25.0
+
+
+def test_multirc_scores_f1_and_question_exact_match():
+  row = lambda q, a, label: {"question": f"q{q}", "answer": f"a{a}", "paragraph": "p", "label": label,
+                             "idx": {"paragraph": 0, "question": q, "answer": a}}
+  result = _evaluate("multirc", [row(0, 0, 1), row(0, 1, 0), row(1, 2, 1)], ["True", "False", "False"])
+  assert result["exact_match"] == 50.0 and result["f1"] == pytest.approx(100 * 2 / 3)
   assert result["score"] == pytest.approx((50 + 200 / 3) / 2)
 
 
-def test_squad_metrics_normalise_answers():
-  task = tasks.get_task("squad")
-  ex = {"answers": {"text": ["The Eiffel Tower", "Eiffel tower"], "answer_start": [0, 4]}}
-  result = task.evaluate([{"targets": "The Eiffel Tower", "example": ex}], ["eiffel tower!"])
+def test_squad_metrics_use_t5s_padded_answers():
+  ex = {"question": "Where?", "context": "The Eiffel Tower, Paris.", "id": "x", "title": "t",
+        "answers": {"text": ["The Eiffel Tower", "Eiffel tower"], "answer_start": [0, 4]}}
+  result = _evaluate("squad", [ex], ["eiffel tower!"])
   assert result["em"] == 100.0 and result["f1"] == 100.0
-  result = task.evaluate([{"targets": "The Eiffel Tower", "example": ex}], ["tower"])
+  result = _evaluate("squad", [ex], ["tower"])
   assert result["em"] == 0.0 and result["f1"] == pytest.approx(100 * 2 / 3)
+  dotted = {**ex, "answers": {"text": ["U.S."], "answer_start": [0]}}
+  assert _evaluate("squad", [dotted], ["US"])["em"] == 0.0  # T5 scores against 'U . S . ' -> 'u s'
+
+
+def test_tfds_versions_are_pinned_and_overridable():
+  assert tasks.get_task("cola").source.datasets == ("glue/cola:2.0.0",)
+  assert tasks.get_task("boolq").source.datasets == ("super_glue/boolq:1.0.2",)
+  assert tasks.get_task("squad").source.datasets == ("squad/v1.1:3.0.0",)
+  assert tasks.get_task("docnli").source.datasets == ("doc_nli:1.0.0",)
+  assert tasks.get_task("anli").source.versions == ("0.1.0",) * 3
+  original = tasks.get_task("rte")
+  try:
+    assert tasks.set_tfds_version("rte", "1.0.0").source.datasets == ("glue/rte:1.0.0",)
+    assert tasks.get_task("rte").source.datasets == ("glue/rte:1.0.0",)
+    assert tasks.set_tfds_version("rte", None).source.datasets == ("glue/rte",)
+  finally:
+    tasks.register_task(original, overwrite=True)
 
 
 def test_task_definition_errors_name_the_choices():
@@ -283,3 +352,31 @@ def test_task_definition_errors_name_the_choices():
     tasks.Task("x", None, pp.passthrough(), postprocessor="label")
   with pytest.raises(ValueError, match="already registered"):
     tasks.register_task(tasks.Task("rte", None, pp.passthrough()))
+
+
+def test_a_pinned_tfds_version_opens_when_prepared_even_if_not_the_codes(tmp_path):
+  """TFDS reads any prepared version named as `name:version` (from its files, not the builder code);
+  a version neither prepared nor buildable says how to override it."""
+  from spot_jax.data import synthetic
+  config = "seven_target"
+  synthetic.prepare(str(tmp_path), configs=[config])
+  tasks.set_data_dir(synthetic.DATASET, None)
+  root = tmp_path / synthetic.DATASET / config
+  current = synthetic.SpotSynthetic.VERSION
+  old = root / "1.5.0"  # a version the builder code does not define, as if prepared by an older release
+  old.mkdir()
+  for f in (root / str(current)).iterdir():
+    text = f.read_bytes()
+    if f.name == "dataset_info.json":
+      info = json.loads(text)
+      info["version"] = "1.5.0"
+      text = json.dumps(info).encode()
+    (old / f.name).write_bytes(text)
+  unpinned = tasks.TfdsSource((f"{synthetic.DATASET}/{config}",))
+  expected = [r["inputs"] for r in unpinned.open("validation", str(tmp_path)).read_many(range(3))]
+  for version in (str(current), "1.5.0"):
+    source = unpinned.with_version(version)
+    assert source.versions == (version,)
+    assert [r["inputs"] for r in source.open("validation", str(tmp_path)).read_many(range(3))] == expected
+  with pytest.raises(tasks.DataNotFoundError, match="set_tfds_version"):
+    unpinned.with_version("0.9.0").open("validation", str(tmp_path))

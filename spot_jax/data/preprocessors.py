@@ -6,19 +6,33 @@ small, pure factories. Each factory returns a `Preprocessor`:
 
     fn(example: Mapping, ctx: Context) -> list[dict]
 
-One raw example may give zero outputs (an unlabelled test example: label -1 as in TFDS test splits,
-which T5 drops too), one (most tasks) or several (a RACE article has many questions; a ReCoRD query
-has several correct answers when training). A row that cannot be used — a field missing or not
+One raw example may give zero outputs (an unlabelled test example: label -1 as in TFDS test splits;
+WSC training keeps only correct referents), one (most tasks) or several (a RACE article has many
+questions; a ReCoRD query gives one example per correct answer, as in T5). Outputs may carry extra
+fields that the task's postprocessor reads at evaluation, as T5's do (`idx`, MultiRC's
+`idx/question`, ReCoRD's and SQuAD's `answers`). A row that cannot be used — a field missing or not
 parseable, a label outside the task's label words — raises `InvalidRow` instead of being dropped,
 so that a bad file never silently shrinks the dataset; the pipeline adds the file and line.
 Outputs always hold `inputs` and `targets` strings; classification outputs also hold `label` (the
 index into the task's label words). `ctx.seed` is a deterministic per-(run seed, epoch, example)
 integer for formats that randomise (the prefix-LM split of C4); the others ignore it.
 
-Field order: T5 sorts fields alphabetically; here short fields (question, hypothesis) come before
-long ones (passage, document) so that truncation at `input_length` cuts the passage, not the
-question. Raw values may be `str`, `bytes` or numpy arrays (TFDS random access gives `bytes` for a
-real dataset and `str` under `tfds.testing.mock_data`); `as_text` accepts all of them.
+T5's formats (`glue`, `stsb`, `wsc_simple`, `record`, `squad`): the GLUE/SuperGLUE/SQuAD tasks use
+them by default, byte for byte what `t5.data` (0.9.4) makes of the same TFDS example (checked against
+tests/fixtures/t5_reference.json by tests/test_t5_formats.py). That means T5's field order (feature
+names sorted, unless T5 names them: MultiRC, WiC), T5's whitespace (GLUE/SuperGLUE/ReCoRD/WSC keep raw
+tabs, newlines and runs of spaces; SQuAD pads ASCII punctuation and collapses `[\t\n\f\r ]+`), MultiRC's
+markup removal, ReCoRD's `@highlight` rewrite, STS-B's float32 rounding. Two deliberate differences,
+both about unlabelled rows: where T5 writes the target `<unk>` (label -1 in test splits, a ReCoRD
+query without answers) these preprocessors give no example, so that nothing unlabelled is trained on
+or scored; and rows T5 rejects (WSC's pronoun not at `span2_index`, SQuAD without answers) raise
+`InvalidRow` naming the field.
+
+The other formats (`classification`, `multiple_choice`, `race`, `drop`, ...: tasks T5 does not define)
+collapse whitespace (`clean`) and put short fields (question, hypothesis) before long ones (passage,
+document), so that truncation at `input_length` cuts the passage, not the question. Raw values may be
+`str`, `bytes` or numpy arrays (TFDS random access gives `bytes` for a real dataset and `str` under
+`tfds.testing.mock_data`); `as_text` accepts all of them.
 """
 
 from __future__ import annotations
@@ -200,6 +214,208 @@ def _fields_text(prefix: str, example: Mapping[str, Any], fields: Sequence[tuple
   return " ".join(parts)
 
 
+# ----------------------------------------------------------------------------- T5's formats
+# Plain-Python versions of t5.data.preprocessors (t5 0.9.4): glue, stsb, wsc_simple (+ _wsc_inputs),
+# record, squad (+ _pad_punctuation, _string_join). T5 runs them as TensorFlow string ops; the
+# regular expressions below are RE2's, spelled for Python's `re` (they match the same strings).
+
+
+def _idx_fields(ex: Mapping[str, Any], key: str = "idx") -> dict:
+  """T5's pass-through of the example id: `{'idx': int}`, or MultiRC-style `{'idx/paragraph': ...}`
+  for a nested id. Absent id (a local copy without it): nothing."""
+  value = ex.get(key) if isinstance(ex, Mapping) else None
+  if value is None:
+    return {}
+  if isinstance(value, Mapping):
+    return {f"{key}/{k}": as_int(v) for k, v in value.items()}
+  return {key: as_int(value)}
+
+
+def glue(benchmark_name: str, label_names: Sequence[str], feature_names: Optional[Sequence[str]] = None,
+         id_key: Optional[str] = "idx") -> Preprocessor:
+  """T5's `preprocessors.glue` (GLUE and SuperGLUE classification): `{benchmark} {key1}: {text1}
+  {key2}: {text2} ...` -> `label_names[label]`, plus `label` (the index) and the example id.
+
+  `feature_names` gives the field order; by default (as T5) every key but `label` and `idx`, sorted
+  by name. Texts are joined with single spaces and never normalised (an empty field leaves two
+  spaces). For `benchmark_name == 'multirc'`, as T5: `<br>` -> ' ' and `<b>`, `</b>` removed
+  (case-sensitive) on the joined text, and the id is kept as `idx/paragraph`, `idx/question`,
+  `idx/answer`. Label -1 (unlabelled; T5's target `<unk>`) gives no example.
+  """
+  label_names = tuple(label_names)
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    target = _label_target(field(ex, "label", label_set(label_names)), label_names)
+    if target is None:
+      return []
+    keys = list(feature_names) if feature_names else sorted(set(ex) - {"label", "idx"})
+    parts = [benchmark_name]
+    for key in keys:
+      parts += [f"{key}:", as_text(field(ex, key))]
+    joined = " ".join(parts)
+    out: dict = {}
+    if benchmark_name == "multirc":
+      joined = re.sub("<(/)?b>", "", joined.replace("<br>", " "))
+      out.update(_idx_fields(ex))
+    elif id_key:
+      out.update({"idx": as_int(ex[id_key])} if ex.get(id_key) is not None else {})
+    return [{**out, "inputs": joined, **target}]
+
+  return fn
+
+
+def stsb_target(label: Any) -> str:
+  """T5's STS-B target: `tf.round(label * 5) / 5` in float32 (round half to even), printed with one
+  decimal. float32 matters: 3.1 -> '3.2' (3.1f * 5 = 15.5 rounds to 16), 2.5 -> '2.4', 0.1 -> '0.0'."""
+  x = np.float32(label)
+  rounded = np.float32(np.round(np.float32(x * np.float32(5.0)))) / np.float32(5.0)
+  return "%.1f" % float(np.float32(rounded))
+
+
+def stsb() -> Preprocessor:
+  """T5's `preprocessors.stsb`: `stsb sentence1: {s1} sentence2: {s2}` -> `stsb_target(label)`.
+  A negative or NaN label (GLUE's test split uses -1; T5 writes '-1.0') gives no example."""
+  expected = "a number; negative = unlabelled"
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    value = parse_float(field(ex, "label", expected), "label", expected)
+    if not np.isfinite(value) or value < 0:
+      return []
+    inputs = " ".join(["stsb sentence1:", as_text(field(ex, "sentence1")), "sentence2:",
+                       as_text(field(ex, "sentence2"))])
+    return [{**_idx_fields(ex), "inputs": inputs, "targets": stsb_target(value)}]
+
+  return fn
+
+
+# T5's `_wsc_inputs` rewrites two texts of WSC by hand (their span2_index points at another word).
+_WSC_SPECIAL_TEXTS = {
+    'The boy continued to whip the pony , and eventually the pony threw him over. John laughed out quite '
+    'loud. "Good for him," he said. ':
+        'The boy continued to whip the pony , and eventually the pony threw him over. John laughed out quite '
+        'loud. "Good for X ," he said.',
+    'When they had eventually calmed down a bit , and had gotten home, Mr. Farley put the magic pebble in '
+    'an iron safe . Some day they might want to use it , but really for now, what more could they wish for?':
+        'When they had eventually calmed down a bit , and had gotten home, Mr. Farley put the magic pebble in '
+        'an iron safe . Some day they might want to use X , but really for now, what more could they wish for?',
+}
+
+
+def _wsc_marked_pronoun(pronoun: str) -> str:
+  r"""' *pronoun* ' as T5's RE2 rewrite string reads it: '\\' is a backslash, '\0' the match (' X ');
+  any other backslash escape is an invalid rewrite in RE2 (T5 would write garbled text)."""
+  out, i = [], 0
+  while i < len(pronoun):
+    ch = pronoun[i]
+    if ch == "\\":
+      nxt = pronoun[i + 1:i + 2]
+      if nxt not in ("\\", "0"):
+        raise InvalidRow("span2_text", f"is {pronoun!r}: a backslash escape T5's regex rewrite cannot use",
+                         "a pronoun without backslashes")
+      out.append("\\" if nxt == "\\" else " X ")
+      i += 2
+    else:
+      out.append(ch)
+      i += 1
+  return " *" + "".join(out) + "* "
+
+
+def wsc_simple(correct_referent_only: Optional[bool], label: str = "wsc:") -> Preprocessor:
+  """T5's `preprocessors.wsc_simple`: `wsc: {text with the pronoun as *pronoun*}` -> the referent
+  candidate `span1_text`, plus `label` and `idx` (the 'wsc_simple' postprocessor compares the decoded
+  referent with `targets` and scores against `label`).
+
+  As T5's `_wsc_inputs`: the text is split on single spaces, the word at `span2_index` becomes `X`
+  (two hard-coded texts are rewritten by hand), then *every* ' X ' becomes ' *pronoun* '.
+  `correct_referent_only=True` (T5's simple_train) keeps only rows with label 1, False (simple_eval)
+  every labelled row; None decides by `ctx.training` (training: simple_train, evaluation:
+  simple_eval), which is how the catalog's `wsc` task pairs the two. Rows T5 rejects
+  raise `InvalidRow`: the pronoun the first word or past the end, or not the word at `span2_index`.
+  Label -1 (unlabelled) gives no example.
+  """
+  words_tf = ("False", "True")
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    only_correct = ctx.training if correct_referent_only is None else correct_referent_only
+    lab = parse_label(field(ex, "label", label_set(words_tf)), "label", words_tf)
+    if lab is None or (only_correct and lab == 0):
+      return []
+    text = as_text(field(ex, "text"))
+    pronoun = as_text(field(ex, "span2_text"))
+    index = parse_int(field(ex, "span2_index"), "span2_index")
+    words = text.split(" ")
+    if not 0 < index < len(words):
+      raise InvalidRow("span2_index", f"is {index}, not a word after the first of the text's {len(words)} "
+                       "space-separated words", "the pronoun's word index, > 0 (T5's wsc_simple rejects others)")
+    inputs = _WSC_SPECIAL_TEXTS.get(text)
+    if inputs is None:
+      if words[index] != pronoun:
+        raise InvalidRow("span2_text", f"is {pronoun!r} but word {index} of the text is {words[index]!r}",
+                         "the word at span2_index (T5's wsc_simple rejects others)")
+      inputs = " ".join(words[:index]) + " X " + " ".join(words[index + 1:])
+    inputs = f"{label} " + inputs.replace(" X ", _wsc_marked_pronoun(pronoun))
+    return [{**_idx_fields(ex), "inputs": inputs, "targets": as_text(field(ex, "span1_text")), "label": lab}]
+
+  return fn
+
+
+_HIGHLIGHT_AFTER_PUNCT = re.compile(r"(\.|\?|\!|\"|\')\n@highlight\n")
+_HIGHLIGHT = re.compile(r"\n@highlight\n")
+
+
+def record() -> Preprocessor:
+  """T5's `preprocessors.record`: `record query: {query} entities: {e1, e2, ...} passage: {passage}`,
+  one example per answer (targets = that answer, in the order TFDS stores them), each with all
+  `answers` and `idx/passage`, `idx/query` for the metric. The passage's highlights become sentences:
+  `(.|?|!|"|')\\n@highlight\\n` -> `\\1 `, then `\\n@highlight\\n` -> `. `. A query without answers (test
+  split; T5's target `<unk>`) gives no example."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    answers = as_text_list(ex.get("answers"))
+    if not answers:
+      return []
+    passage = _HIGHLIGHT.sub(". ", _HIGHLIGHT_AFTER_PUNCT.sub(r"\1 ", as_text(field(ex, "passage"))))
+    inputs = " ".join(["record query:", as_text(field(ex, "query")), "entities:",
+                       ", ".join(as_text_list(field(ex, "entities"))), "passage:", passage])
+    ids = _idx_fields(ex)
+    return [{**ids, "inputs": inputs, "targets": a, "answers": answers} for a in answers]
+
+  return fn
+
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # RE2's [[:punct:]]: ASCII punctuation only
+_WHITESPACE = re.compile(r"[\t\n\f\r ]+")  # RE2's \s (no \v, no unicode spaces)
+
+
+def pad_punctuation(text: str) -> str:
+  """T5's `_pad_punctuation`: spaces around every ASCII punctuation character, whitespace runs
+  collapsed to one space (not stripped: 'U.S.' -> 'U . S . ')."""
+  return _WHITESPACE.sub(" ", _PUNCTUATION.sub(r" \1 ", text))
+
+
+def squad() -> Preprocessor:
+  """T5's `preprocessors.squad` (task squad_v010_allanswers): `question: {q} context: {c}` with
+  punctuation padded (`pad_punctuation`) and whitespace collapsed -> the first answer (padded); `id`,
+  `question`, `context` and all `answers` (padded) are kept, and the metric takes the max over them.
+  A question without answers raises `InvalidRow` (T5 fails on it)."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    answers = [pad_punctuation(a) for a in as_text_list(field(field(ex, "answers"), "text"))]
+    if not answers:
+      raise InvalidRow("answers", "has no answer text", "at least one answer (T5's squad needs answers[0])")
+    question = pad_punctuation(as_text(field(ex, "question")))
+    context = pad_punctuation(as_text(field(ex, "context")))
+    inputs = _WHITESPACE.sub(" ", " ".join(["question:", question, "context:", context]))
+    return [{"inputs": inputs, "targets": answers[0], "id": as_text(ex.get("id", "")), "context": context,
+             "question": question, "answers": answers}]
+
+  return fn
+
+
 # ----------------------------------------------------------------------------- classification
 
 
@@ -242,14 +458,9 @@ def regression(prefix: str, fields: Sequence[tuple[str, str]], label_key: str = 
   return fn
 
 
-def copa(prefix: str = "copa") -> Preprocessor:
-  """SuperGLUE COPA as T5: `copa choice1: .. choice2: .. premise: .. question: cause` -> choice1/2."""
-  return classification(prefix, [("choice1", "choice1"), ("choice2", "choice2"), ("premise", "premise"),
-                                 ("question", "question")], ("choice1", "choice2"))
-
-
 def wsc(prefix: str = "wsc") -> Preprocessor:
-  """SuperGLUE WSC: the pronoun (span2) is marked with `*` in the text; does it refer to span1?"""
+  """SuperGLUE WSC as binary classification (the opt-in task `wsc_binary`; the default `wsc` is T5's
+  `wsc_simple`): the pronoun (span2) is marked with `*` in the text; does it refer to span1?"""
   words = ("False", "True")
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
@@ -328,56 +539,17 @@ def race(prefix: str = "race") -> Preprocessor:
 # ----------------------------------------------------------------------------- reading comprehension
 
 
-def squad(prefix: str = "") -> Preprocessor:
-  """SQuAD as T5: `question: .. context: ..` -> first answer (metrics use all answers)."""
-
-  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
-    del ctx
-    answers = as_text_list(ex["answers"]["text"])
-    if not answers:
-      return []
-    inputs = (f"{prefix} " if prefix else "") + (
-        f"question: {clean(as_text(ex['question']))} context: {clean(as_text(ex['context']))}")
-    return [{"inputs": inputs, "targets": clean(answers[0])}]
-
-  return fn
-
-
 def drop(prefix: str = "drop") -> Preprocessor:
-  """DROP: `drop question: .. passage: ..` -> answer (metrics use answer + validated answers)."""
+  """DROP: `drop question: .. passage: ..` -> answer; `answers` (answer + validated answers) is what
+  the 'qa' postprocessor gives the SQuAD metric (max over answers)."""
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
     answer = clean(as_text(ex["answer"]))
     inputs = f"{prefix} question: {clean(as_text(ex['question']))} passage: {clean(as_text(ex['passage']))}"
-    return [{"inputs": inputs, "targets": answer}]
-
-  return fn
-
-
-def multirc(prefix: str = "multirc") -> Preprocessor:
-  """MultiRC: one (question, candidate answer) per example -> False/True; scored per question."""
-  return classification(prefix, [("question", "question"), ("answer", "answer"), ("paragraph", "paragraph")],
-                        ("False", "True"))
-
-
-def record(prefix: str = "record") -> Preprocessor:
-  """ReCoRD as T5: `record query: .. entities: e1, e2 passage: ..` -> an answer entity.
-
-  Training gives one example per correct answer (as T5); evaluation gives one example per query
-  (target = the first answer; metrics take the max over all answers).
-  """
-
-  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
-    passage = clean(re.sub(r"@highlight\s*", ". ", as_text(ex["passage"])))
-    entities = ", ".join(dict.fromkeys(clean(e) for e in as_text_list(ex["entities"])))
-    inputs = f"{prefix} query: {clean(as_text(ex['query']))} entities: {entities} passage: {passage}"
-    answers = [clean(a) for a in as_text_list(ex["answers"])]
-    if not answers:
-      return []
-    if not ctx.training:
-      answers = answers[:1]
-    return [{"inputs": inputs, "targets": a} for a in dict.fromkeys(answers)]
+    answers = [answer] + [clean(a) for a in as_text_list(ex.get("validated_answers"))]
+    answers = list(dict.fromkeys(a for a in answers if a)) or [answer]
+    return [{"inputs": inputs, "targets": answer, "answers": answers}]
 
   return fn
 

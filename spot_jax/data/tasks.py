@@ -7,6 +7,13 @@ init), how a decoded string becomes a prediction (`postprocess`), which metrics,
 validation number (`score`, 0-100) used for best-checkpoint selection and relative error reduction.
 A small seqio-like registry answers them without seqio's dependencies.
 
+The GLUE/SuperGLUE/SQuAD tasks are T5's (`T5_TASK_NAMES`: glue_<task>_v002, super_glue_<task>_v102,
+WSC simple, squad_v010_allanswers): the same inputs and targets byte for byte (`preprocessors`), T5's
+postprocessors (`postprocessors`) and T5's metrics (`spot_jax.metrics`, `METRICS`), checked against
+t5 itself by tests/test_t5_formats.py. Other formats stay available only as opt-in variant tasks
+(`boolq_question_first`, `wsc_binary`). TFDS versions are pinned as the references pin them
+(`TFDS_VERSIONS`; `set_tfds_version` changes one task's).
+
 Sources are random-access (`len(source)`, `source[i]`): that is what makes the pipeline's order
 deterministic, its per-host shards disjoint and its position a couple of integers.
 - `TfdsSource`: a prepared TFDS dataset. array_record (and parquet) datasets are read through
@@ -36,14 +43,12 @@ import difflib
 import json
 import math
 import os
-import re
-import string
-from collections import Counter
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
 from spot_jax import errors
+from spot_jax.data import postprocessors as post
 from spot_jax.data import preprocessors as pp
 
 
@@ -65,7 +70,7 @@ def set_data_dir(dataset: str, path: Optional[str]) -> None:
 
 
 def _tfds_data_dir(dataset: str, data_dir: Optional[str]) -> Optional[str]:
-  return data_dir or _DATA_DIRS.get(dataset.split("/")[0]) or os.environ.get("TFDS_DATA_DIR") or None
+  return data_dir or _DATA_DIRS.get(dataset.split(":")[0].split("/")[0]) or os.environ.get("TFDS_DATA_DIR") or None
 
 
 def local_data_dir(dataset: str, data_dir: Optional[str] = None) -> str:
@@ -124,7 +129,13 @@ class _Concat:
 
 @dataclasses.dataclass(frozen=True)
 class TfdsSource:
-  """A TFDS dataset (or several configs read one after another) through `tfds.data_source`."""
+  """A TFDS dataset (or several configs read one after another) through `tfds.data_source`.
+
+  Each dataset is a TFDS name as `tfds.data_source` takes it, `name[/config][:version]`. The catalog
+  pins versions as the references do (`TFDS_VERSIONS`); `with_version` / `set_tfds_version` change
+  one task's. TFDS reads any version that is prepared in the data dir, but builds only the versions
+  its code defines.
+  """
 
   datasets: tuple[str, ...]
   split_map: tuple[tuple[str, str], ...] = ()  # task split name -> TFDS split name, e.g. dev
@@ -132,6 +143,16 @@ class TfdsSource:
   @property
   def name(self) -> str:
     return "+".join(self.datasets)
+
+  @property
+  def versions(self) -> tuple[Optional[str], ...]:
+    """The pinned version of each dataset (None: TFDS's default for the installed code)."""
+    return tuple(d.split(":", 1)[1] if ":" in d else None for d in self.datasets)
+
+  def with_version(self, version: Optional[str]) -> "TfdsSource":
+    """The same datasets at `version` (None: unpinned, TFDS's default)."""
+    bases = [d.split(":", 1)[0] for d in self.datasets]
+    return dataclasses.replace(self, datasets=tuple(b if version is None else f"{b}:{version}" for b in bases))
 
   def tfds_split(self, split: str) -> str:
     return dict(self.split_map).get(split, split)
@@ -148,7 +169,7 @@ class TfdsSource:
       try:
         return _TfdsExamples.wrap(tfds.data_source(dataset, split=split, data_dir=data_dir, download=False))
       except NotImplementedError as e:  # not prepared, or prepared as TFRecord
-        builder = tfds.builder(dataset, data_dir=data_dir)
+        builder = _tfds_builder(tfds, dataset, data_dir)
         if builder.is_prepared() and builder.info.file_format == tfds.core.FileFormat.TFRECORD:
           return _TfdsExamples.from_tfrecord(builder, split)
         if builder.is_prepared():
@@ -160,10 +181,33 @@ class TfdsSource:
             f"TFDS dataset {dataset!r} is not prepared in data_dir {builder.data_dir_root!r} (no downloads "
             f"happen here). Prepare it with `tfds build {dataset} --file_format=array_record "
             "--data_dir=DIR` (or copy it there), then pass data_dir=DIR or set $TFDS_DATA_DIR.") from e
+    except AssertionError as e:  # TFDS's way to say the code cannot make that version
+      raise _version_error(dataset, data_dir, e) or e
     except (ValueError, KeyError) as e:
       if "split" in str(e).lower():
         raise DataNotFoundError(f"TFDS dataset {dataset!r} has no split {split!r}: {e}") from e
-      raise
+      raise _version_error(dataset, data_dir, e) or e
+
+
+def _version_error(dataset: str, data_dir: Optional[str], e: Exception) -> Optional[DataNotFoundError]:
+  """The error for a pinned version that is neither prepared nor buildable, else None."""
+  if ":" not in dataset or "version" not in str(e).lower():
+    return None
+  error = DataNotFoundError(
+      f"TFDS dataset {dataset!r} is not prepared in data_dir {data_dir or '(TFDS default)'!r}, and the "
+      f"installed TFDS cannot build that version ({e}). Copy a prepared copy of that version there, or "
+      "choose another version for the task: spot_jax.data.tasks.set_tfds_version(TASK, VERSION) "
+      "(scores may then differ from the references').")
+  error.__cause__ = e
+  return error
+
+
+def _tfds_builder(tfds, dataset: str, data_dir: Optional[str]):
+  """`tfds.builder`, or a DataNotFoundError when a pinned version is neither prepared nor buildable."""
+  try:
+    return tfds.builder(dataset, data_dir=data_dir)
+  except (AssertionError, ValueError) as e:
+    raise _version_error(dataset, data_dir, e) or e
 
 
 class _TfdsExamples:
@@ -405,192 +449,83 @@ class InMemorySource:
 
 
 # ----------------------------------------------------------------------------- metrics
-# Local definitions; `_metric_fn` prefers `spot_jax.metrics` when it provides the same function,
-# so switching to the shared implementation is one place.
+# One metrics module: `spot_jax.metrics` (T5's functions with T5's semantics). A task names its metrics
+# here; each name gives, for a task, a function (targets, predictions) -> {key: value in 0-100}.
 
 
-def _accuracy(targets: list, predictions: list) -> float:
-  return 100.0 * float(np.mean([t == p for t, p in zip(targets, predictions)])) if targets else 0.0
+def _metric(name: str, *args_from_task: Callable[["Task"], Any]) -> Callable[["Task"], Callable]:
+  def factory(task: "Task") -> Callable:
+    from spot_jax import metrics  # pylint: disable=import-outside-toplevel
+    fn = getattr(metrics, name)
+    return fn(*(a(task) for a in args_from_task)) if args_from_task else fn
+  return factory
 
 
-def _f1_binary(targets: list, predictions: list) -> float:
-  t, p = np.asarray(targets) == 1, np.asarray(predictions) == 1
-  tp = float(np.sum(t & p))
-  denom = float(np.sum(t) + np.sum(p))
-  return 100.0 * 2 * tp / denom if denom else 0.0
+def _group_all_match(task: "Task") -> Callable:
+  from spot_jax import metrics  # pylint: disable=import-outside-toplevel
+  return metrics.mean_group_metric(metrics.all_match)
 
 
-def _f1_macro(targets: list, predictions: list) -> float:
-  """Mean F1 over the classes seen in targets or predictions (-1, 'not a label word', is no class)."""
-  labels = sorted(set(targets) | (set(predictions) - {-1}))
-  scores = [_f1_binary([int(t == c) for t in targets], [int(p == c) for p in predictions]) for c in labels]
-  return float(np.mean(scores)) if scores else 0.0
+def _deduplicate_squad(task: "Task") -> Callable:
+  from spot_jax import metrics  # pylint: disable=import-outside-toplevel
+  return metrics.deduplicate_metric(metrics.squad)
 
 
-def _matthews_corrcoef(targets: list, predictions: list) -> float:
-  from sklearn.metrics import matthews_corrcoef
-  return 100.0 * float(matthews_corrcoef(targets, predictions))
-
-
-def _correlation(kind: str, targets: list, predictions: list) -> float:
-  import scipy.stats
-  t, p = np.asarray(targets, np.float64), np.nan_to_num(np.asarray(predictions, np.float64))
-  if len(t) < 2 or np.std(t) == 0 or np.std(p) == 0:
-    return 0.0
-  fn = scipy.stats.pearsonr if kind == "pearson" else scipy.stats.spearmanr
-  return 100.0 * float(fn(t, p)[0])
-
-
-def normalize_answer(text: str) -> str:
-  """SQuAD's answer normalization: lower case, no punctuation, no articles, single spaces."""
-  text = text.lower()
-  text = "".join(ch for ch in text if ch not in set(string.punctuation))
-  text = re.sub(r"\b(a|an|the)\b", " ", text)
-  return " ".join(text.split())
-
-
-def _token_f1(target: str, prediction: str) -> float:
-  t, p = normalize_answer(target).split(), normalize_answer(prediction).split()
-  common = sum((Counter(t) & Counter(p)).values())
-  if not t or not p:
-    return float(t == p)
-  if common == 0:
-    return 0.0
-  precision, recall = common / len(p), common / len(t)
-  return 2 * precision * recall / (precision + recall)
-
-
-def _squad_em_f1(targets: list[list[str]], predictions: list[str]) -> dict[str, float]:
-  em = [max(normalize_answer(a) == normalize_answer(p) for a in answers) for answers, p in zip(targets, predictions)]
-  f1 = [max(_token_f1(a, p) for a in answers) for answers, p in zip(targets, predictions)]
-  return {"em": 100.0 * float(np.mean(em)) if em else 0.0, "f1": 100.0 * float(np.mean(f1)) if f1 else 0.0}
-
-
-def _multirc_f1a_em(targets: list[dict], predictions: list[dict]) -> dict[str, float]:
-  """F1 over all answer options (F1a) and per-question exact match (EM), as SuperGLUE."""
-  t = [x["value"] for x in targets]
-  p = [x["value"] for x in predictions]
-  groups: dict[Any, bool] = {}
-  for tgt, pred in zip(targets, predictions):
-    groups[tgt["group"]] = groups.get(tgt["group"], True) and tgt["value"] == pred["value"]
-  em = 100.0 * float(np.mean(list(groups.values()))) if groups else 0.0
-  return {"f1a": _f1_binary(t, p), "em": em}
-
-
-_LOCAL_METRICS: dict[str, Callable[[list, list], Any]] = {
-    "accuracy": _accuracy,
-    "f1_binary": _f1_binary,
-    "f1_macro": _f1_macro,
-    "matthews_corrcoef": _matthews_corrcoef,
-    "pearson": lambda t, p: _correlation("pearson", t, p),
-    "spearman": lambda t, p: _correlation("spearman", t, p),
-    "squad_em_f1": _squad_em_f1,
-    "multirc_f1a_em": _multirc_f1a_em,
-    "record_em_f1": _squad_em_f1,  # max over answers, same normalization
+# name -> factory(task) -> metric function. T5's GLUE_METRICS / SUPERGLUE_METRICS use: accuracy,
+# matthews_corrcoef (CoLA), f1_score_with_invalid + accuracy (MRPC, QQP), pearson + spearman (STS-B),
+# mean_multiclass_f1(num_classes = number of label words) + accuracy (CB), multirc_f1_over_all_answers +
+# mean_group_metric(all_match) (MultiRC), deduplicate_metric(squad) (ReCoRD), squad (SQuAD).
+METRICS: dict[str, Callable[["Task"], Callable]] = {
+    "accuracy": _metric("accuracy"),
+    "matthews_corrcoef": _metric("matthews_corrcoef"),
+    "f1_score_with_invalid": _metric("f1_score_with_invalid"),
+    "mean_multiclass_f1": _metric("mean_multiclass_f1", lambda task: len(task.label_words or ())),
+    "pearson_corrcoef": _metric("pearson_corrcoef"),
+    "spearman_corrcoef": _metric("spearman_corrcoef"),
+    "squad": _metric("squad"),
+    "multirc_f1_over_all_answers": _metric("multirc_f1_over_all_answers"),
+    "mean_group_all_match": _group_all_match,
+    "deduplicate_squad": _deduplicate_squad,
+    "sequence_accuracy": _metric("sequence_accuracy"),
 }
-
-# metric name in a Task -> (function name, key(s) of its result). Dict-valued functions are
-# normalised to the keys below ('em', 'f1', 'f1a') whatever spelling the implementation uses.
-_METRIC_SPECS: dict[str, str] = {
-    "accuracy": "accuracy", "f1": "f1_binary", "f1_macro": "f1_macro", "mcc": "matthews_corrcoef",
-    "pearson": "pearson", "spearman": "spearman", "squad": "squad_em_f1", "multirc": "multirc_f1a_em",
-    "record": "record_em_f1",
+# Earlier spellings, still accepted in `Task.metric_names`.
+METRIC_ALIASES: dict[str, tuple[str, ...]] = {
+    "mcc": ("matthews_corrcoef",), "f1": ("f1_score_with_invalid",), "f1_macro": ("mean_multiclass_f1",),
+    "pearson": ("pearson_corrcoef",), "spearman": ("spearman_corrcoef",),
+    "multirc": ("multirc_f1_over_all_answers", "mean_group_all_match"), "record": ("deduplicate_squad",),
 }
 
 
-def _metric_fn(fn_name: str) -> Callable[[list, list], Any]:
-  try:
-    from spot_jax import metrics as shared  # written concurrently; same definitions
-  except ImportError:
-    shared = None
-  return getattr(shared, fn_name, None) or _LOCAL_METRICS[fn_name]
-
-
-def _normalise_result(metric: str, value: Any) -> dict[str, float]:
-  if not isinstance(value, Mapping):
-    return {metric: float(value)}
-  out = {}
-  for k, v in value.items():
-    key = k.lower()
-    if key in ("em", "exact_match", "exact"):
-      key = "em"
-    elif key in ("f1a", "f1_a"):
-      key = "f1a"
-    elif key.startswith("f1"):
-      key = "f1"
-    out[key] = float(v)
-  return out
-
-
-def compute_metrics(metric_names: Sequence[str], targets: list, predictions: list) -> dict[str, float]:
-  if len(targets) != len(predictions):
-    raise ValueError(f"Got {len(targets)} targets but {len(predictions)} predictions; they must pair up.")
-  out: dict[str, float] = {}
-  for m in metric_names:
-    gold = targets
-    if m in ("squad", "record"):  # answer metrics take a list of gold answers per example
-      gold = [[t] if isinstance(t, str) else list(t) for t in targets]
-    out.update(_normalise_result(m, _metric_fn(_METRIC_SPECS[m])(gold, predictions)))
-  return out
+def _metric_names(names: Sequence[str]) -> tuple[str, ...]:
+  return tuple(dict.fromkeys(m for n in names for m in METRIC_ALIASES.get(n, (n,))))
 
 
 # ----------------------------------------------------------------------------- postprocessors
-# Signature: fn(text, example, is_target, label_words) -> value the metrics compare.
+# Signature: fn(text, example, is_target, label_words) -> value the metrics compare. `example` is the
+# evaluation example as T5 gives it to its postprocessors: the preprocessor's output fields plus
+# `targets_pretokenized`. The functions are T5's (`spot_jax.data.postprocessors`).
+
+POSTPROCESSORS: dict[str, Callable[[str, Optional[Mapping[str, Any]], bool, Sequence[str]], Any]] = {
+    "label": lambda text, example, is_target, words: post.string_label_to_class_id(text, words),
+    "float": lambda text, example, is_target, words: post.string_to_float(text),
+    "text": lambda text, example, is_target, words: post.identity(text),
+    "qa": lambda text, example, is_target, words: post.qa(text, example, is_target),
+    "record": lambda text, example, is_target, words: post.record(text, example, is_target),
+    "multirc": lambda text, example, is_target, words: post.multirc(text, example, is_target),
+    "wsc_simple": lambda text, example, is_target, words: post.wsc_simple(text, example, is_target),
+}
+POSTPROCESSORS["squad"] = POSTPROCESSORS["drop"] = POSTPROCESSORS["qa"]  # earlier spellings
+
+# Fields of a `load_eval_examples` entry that are spot_jax's, not the preprocessor's output.
+_PIPELINE_FIELDS = ("example", "index", "encoder_input_tokens")
 
 
-def _pp_label(text, example, is_target, label_words):
-  del example, is_target
-  text = text.strip()
-  return label_words.index(text) if text in label_words else -1
-
-
-def _pp_float(text, example, is_target, label_words):
-  del example, is_target, label_words
-  try:
-    return float(text.strip())
-  except ValueError:
-    return math.nan
-
-
-def _pp_text(text, example, is_target, label_words):
-  del example, is_target, label_words
-  return text.strip()
-
-
-def _pp_squad(text, example, is_target, label_words):
-  del label_words
-  if is_target and example is not None:
-    return [pp.as_text(a) for a in pp.as_text_list(example["answers"]["text"])] or [text]
-  return [text] if is_target else text.strip()
-
-
-def _pp_drop(text, example, is_target, label_words):
-  del label_words
-  if is_target and example is not None:
-    answers = [pp.clean(pp.as_text(example["answer"]))] + [pp.clean(a) for a in pp.as_text_list(
-        example.get("validated_answers"))]
-    return list(dict.fromkeys(a for a in answers if a)) or [text]
-  return [text] if is_target else text.strip()
-
-
-def _pp_record(text, example, is_target, label_words):
-  del label_words
-  if is_target and example is not None:
-    return [pp.clean(a) for a in pp.as_text_list(example["answers"])] or [text]
-  return [text] if is_target else text.strip()
-
-
-def _pp_multirc(text, example, is_target, label_words):
-  value = _pp_label(text, example, is_target, label_words)
-  group = None
-  if example is not None:
-    idx = example.get("idx", {})
-    group = (pp.as_int(idx.get("paragraph")), pp.as_int(idx.get("question"))) if isinstance(idx, Mapping) else None
-  return {"group": group, "value": value}
-
-
-POSTPROCESSORS = {"label": _pp_label, "float": _pp_float, "text": _pp_text, "squad": _pp_squad,
-                  "drop": _pp_drop, "record": _pp_record, "multirc": _pp_multirc}
+def t5_example(eval_example: Mapping[str, Any]) -> dict:
+  """A `load_eval_examples` entry as T5 hands an example to its postprocessor: the preprocessor's
+  output fields plus `targets_pretokenized`."""
+  out = {k: v for k, v in eval_example.items() if k not in _PIPELINE_FIELDS}
+  out["targets_pretokenized"] = eval_example["targets"]
+  return out
 
 
 # ----------------------------------------------------------------------------- the task
@@ -600,11 +535,12 @@ POSTPROCESSORS = {"label": _pp_label, "float": _pp_float, "text": _pp_text, "squ
 class Task:
   """One text-to-text task.
 
-  `metric_names` pick from: accuracy, f1 (binary, positive = label 1), f1_macro, mcc, pearson,
-  spearman, squad (em, f1), multirc (f1a, em), record (em, f1). `score_keys` are the metric keys
-  averaged into the task's one validation score (0-100), e.g. ('f1', 'accuracy') for MRPC.
-  `postprocessor` is one of `POSTPROCESSORS` ('label' maps a label word to its index, -1 if the
-  text is not a label word).
+  `metric_names` pick from `METRICS` (T5's metric functions; `METRIC_ALIASES` are accepted too).
+  `score_keys` are the metric keys averaged into the task's one validation score (0-100); by default
+  every key the metrics return, which is T5's convention (MRPC: mean of F1 and accuracy; CoLA: MCC).
+  A NaN metric (pearson of a constant prediction) makes the score NaN, as T5 reports it.
+  `postprocessor` is one of `POSTPROCESSORS` ('label' maps an exact label word to its index, -1 if
+  the text is not one: an invalid output is wrong).
   """
 
   name: str
@@ -619,38 +555,58 @@ class Task:
   description: str = ""
 
   def __post_init__(self):
-    unknown = [m for m in self.metric_names if m not in _METRIC_SPECS]
+    unknown = [m for m in _metric_names(self.metric_names) if m not in METRICS]
     if unknown:
-      raise ValueError(f"Task {self.name!r}: unknown metrics {unknown}; choose from {sorted(_METRIC_SPECS)}.")
+      raise ValueError(f"Task {self.name!r}: unknown metrics {unknown}; choose from {sorted(METRICS)} "
+                       f"(or {sorted(METRIC_ALIASES)}).")
     if self.postprocessor not in POSTPROCESSORS:
       raise ValueError(f"Task {self.name!r}: unknown postprocessor {self.postprocessor!r}; "
                        f"choose from {sorted(POSTPROCESSORS)}.")
-    if self.postprocessor in ("label", "multirc") and not self.label_words:
+    if self.postprocessor == "label" and not self.label_words:
       raise ValueError(f"Task {self.name!r}: postprocessor {self.postprocessor!r} needs label_words.")
+    if "mean_multiclass_f1" in _metric_names(self.metric_names) and not self.label_words:
+      raise ValueError(f"Task {self.name!r}: metric 'mean_multiclass_f1' needs label_words (the classes).")
 
   def preprocess(self, example: Mapping[str, Any], ctx: pp.Context = pp.Context()) -> list[dict]:
     return self.preprocessor(example, ctx)
 
   def postprocess(self, text: str, example: Optional[Mapping[str, Any]] = None, is_target: bool = False) -> Any:
-    """Decoded text (or the target string, with `is_target=True`) -> what the metrics compare."""
+    """Decoded text (or the target string, with `is_target=True`) -> what the metrics compare.
+    `example` is as T5's (see `t5_example`)."""
     return POSTPROCESSORS[self.postprocessor](text, example, is_target, self.label_words or ())
 
   def metrics(self, targets: list, predictions: list) -> dict[str, float]:
-    """Postprocessed targets and predictions -> {metric: value in 0-100}."""
-    return compute_metrics(self.metric_names, targets, predictions)
+    """Postprocessed targets and predictions -> {metric key: value in 0-100}, T5's keys
+    ('accuracy', 'f1', 'matthews_corrcoef', 'pearson_corrcoef', 'em', 'exact_match', ...)."""
+    if len(targets) != len(predictions):
+      raise ValueError(f"Got {len(targets)} targets but {len(predictions)} predictions; they must pair up.")
+    out: dict[str, float] = {}
+    for name in _metric_names(self.metric_names):
+      gold = targets
+      if name == "squad":  # a single target string is one gold answer
+        gold = [[t] if isinstance(t, str) else list(t) for t in targets]
+      out.update({k: float(v) for k, v in METRICS[name](self)(gold, predictions).items()})
+    return out
 
   def score(self, metrics: Mapping[str, float]) -> float:
-    """The one validation number (0-100): the mean of `score_keys` (papers' convention)."""
+    """The one validation number (0-100): the mean of `score_keys` (T5's and the papers' convention);
+    NaN if a metric is NaN (or there are none)."""
     keys = self.score_keys or tuple(metrics)
     missing = [k for k in keys if k not in metrics]
     if missing:
       raise KeyError(f"Task {self.name!r} scores {keys} but the metrics lack {missing}; got {sorted(metrics)}.")
-    return float(np.mean([metrics[k] for k in keys]))
+    values = [float(metrics[k]) for k in keys]
+    return float(np.mean(values)) if values else math.nan
 
   def evaluate(self, eval_examples: Sequence[Mapping[str, Any]], predictions: Sequence[str]) -> dict[str, float]:
-    """`load_eval_examples` output + decoded strings -> metrics with 'score' added."""
-    targets = [self.postprocess(e["targets"], e.get("example"), is_target=True) for e in eval_examples]
-    preds = [self.postprocess(p, e.get("example")) for p, e in zip(predictions, eval_examples)]
+    """`load_eval_examples` output + decoded strings -> metrics with 'score' added. Targets and
+    predictions go through the postprocessor as in T5 (`seqio`'s LegacyMetric): the target string
+    with `is_target=True`, each prediction with the same example."""
+    if len(predictions) != len(eval_examples):
+      raise ValueError(f"Got {len(predictions)} predictions for {len(eval_examples)} examples.")
+    examples = [t5_example(e) for e in eval_examples]
+    targets = [self.postprocess(ex["targets_pretokenized"], ex, is_target=True) for ex in examples]
+    preds = [self.postprocess(p, ex) for p, ex in zip(predictions, examples)]
     result = self.metrics(targets, preds)
     result["score"] = self.score(result)
     return result
@@ -688,11 +644,46 @@ def list_tasks() -> list[str]:
   return sorted(_TASKS)
 
 
+def set_tfds_version(task_name: str, version: Optional[str]) -> Task:
+  """Reads task `task_name` from another version of its TFDS dataset(s) (None: TFDS's default for
+  the installed code) from now on; returns the re-registered task."""
+  task = get_task(task_name)
+  if not isinstance(task.source, TfdsSource):
+    raise ValueError(f"Task {task_name!r} does not read TFDS (its source is {task.source!r}).")
+  return register_task(dataclasses.replace(task, source=task.source.with_version(version)), overwrite=True)
+
+
 # ----------------------------------------------------------------------------- built-in tasks
+
+# TFDS versions of the catalog, as the references pin them: (version, where the pin comes from).
+# google-research/prompt-tuning's SPoT task definitions (prompt_tuning/spot/data/*.py) and T5's
+# registered tasks (t5/data/tasks.py, t5 0.9.4) for the datasets SPoT takes from T5.
+TFDS_VERSIONS: dict[str, tuple[str, str]] = {
+    "glue": ("2.0.0", "prompt-tuning spot/data/glue.py (spot_glue_*_v200); T5's glue_*_v002 read 1.0.0"),
+    "super_glue": ("1.0.2", "T5's super_glue_*_v102 (t5/data/tasks.py), which SPoT uses"),
+    "squad": ("3.0.0", "T5's squad_v010_allanswers (squad/v1.1:3.0.0)"),
+    "c4": ("2.2.0", "T5's and prompt-tuning's C4 tasks (c4/en:2.2.0, prompt_tuning/data/c4.py)"),
+    "doc_nli": ("1.0.0", "prompt-tuning spot/data/nli.py"),
+    "snli": ("1.1.0", "prompt-tuning spot/data/nli.py"),
+    "anli": ("0.1.0", "prompt-tuning spot/data/nli.py"),
+    "yelp_polarity_reviews": ("0.2.0", "prompt-tuning spot/data/sentiment.py"),
+    "cosmos_qa": ("1.0.0", "prompt-tuning spot/data/rainbow.py"),
+    "hellaswag": ("1.1.0", "prompt-tuning spot/data/rainbow.py"),
+    "piqa": ("1.0.0", "prompt-tuning spot/data/rainbow.py"),
+    "winogrande": ("1.2.0", "TFDS 4.9.10's only version; prompt-tuning spot/data/rainbow.py pins 1.1.0, "
+                            "which current TFDS can neither build nor download (set_tfds_version to use a copy)"),
+    "drop": ("2.0.0", "TFDS 4.9.10's version (not in the prompt-tuning SPoT definitions: unverified)"),
+    "race": ("2.0.0", "TFDS 4.9.10's version (not in the prompt-tuning SPoT definitions: unverified)"),
+}
+
+
+def _pinned(dataset: str) -> str:
+  pin = TFDS_VERSIONS.get(dataset.split("/")[0])
+  return f"{dataset}:{pin[0]}" if pin and ":" not in dataset else dataset
 
 
 def _tfds(*datasets: str, **split_map: str) -> TfdsSource:
-  return TfdsSource(tuple(datasets), tuple(split_map.items()))
+  return TfdsSource(tuple(_pinned(d) for d in datasets), tuple(split_map.items()))
 
 
 def _classification(name: str, source, prefix: str, fields, label_words, metric_names=("accuracy",),
@@ -701,55 +692,83 @@ def _classification(name: str, source, prefix: str, fields, label_words, metric_
                             score_keys, tuple(label_words), "label", **kw))
 
 
+def _glue(name: str, dataset: str, benchmark: str, feature_names: Sequence[str], label_words: Sequence[str],
+          metric_names: Sequence[str] = ("accuracy",), **kw) -> Task:
+  """A GLUE/SuperGLUE classification task in T5's format (`pp.glue`). `feature_names` are T5's order:
+  the TFDS text features sorted by name, unless T5 names them (MultiRC, WiC)."""
+  postprocessor = "multirc" if benchmark == "multirc" else "label"
+  return register_task(Task(name, _tfds(dataset), pp.glue(benchmark, label_words, tuple(feature_names)),
+                            tuple(metric_names), None, tuple(label_words), postprocessor, **kw))
+
+
+_F1_ACC = ("f1_score_with_invalid", "accuracy")
+MNLI_LABELS = ("entailment", "neutral", "contradiction")
+RTE_LABELS = ("entailment", "not_entailment")
+
+
 def _register_glue() -> None:
-  g = "glue/"
-  _classification("cola", _tfds(g + "cola"), "cola", [("sentence", "sentence")],
-                  ("unacceptable", "acceptable"), ("mcc",), description="GLUE CoLA; score = MCC.")
-  _classification("sst2", _tfds(g + "sst2"), "sst2", [("sentence", "sentence")], ("negative", "positive"))
-  _classification("mrpc", _tfds(g + "mrpc"), "mrpc", [("sentence1", "sentence1"), ("sentence2", "sentence2")],
-                  ("not_equivalent", "equivalent"), ("f1", "accuracy"),
-                  description="GLUE MRPC; score = mean of F1 and accuracy.")
-  _classification("qqp", _tfds(g + "qqp"), "qqp", [("question1", "question1"), ("question2", "question2")],
-                  ("not_duplicate", "duplicate"), ("f1", "accuracy"),
-                  description="GLUE QQP; score = mean of F1 and accuracy.")
-  register_task(Task("stsb", _tfds(g + "stsb"),
-                     pp.regression("stsb", [("sentence1", "sentence1"), ("sentence2", "sentence2")]),
-                     ("pearson", "spearman"), postprocessor="float",
-                     description="GLUE STS-B as text regression (targets rounded to 0.2, as T5); "
-                                 "score = mean of Pearson and Spearman."))
-  mnli_fields = [("premise", "premise"), ("hypothesis", "hypothesis")]
-  mnli_words = ("entailment", "neutral", "contradiction")
-  _classification("mnli", _tfds(g + "mnli"), "mnli", mnli_fields, mnli_words, eval_split="validation_matched",
-                  description="GLUE MNLI; evaluated on validation_matched (see mnli_mismatched).")
-  _classification("mnli_mismatched", _tfds(g + "mnli"), "mnli", mnli_fields, mnli_words,
-                  eval_split="validation_mismatched", description="GLUE MNLI evaluated on validation_mismatched.")
-  _classification("qnli", _tfds(g + "qnli"), "qnli", [("question", "question"), ("sentence", "sentence")],
-                  ("entailment", "not_entailment"))
-  _classification("rte", _tfds(g + "rte"), "rte", [("sentence1", "sentence1"), ("sentence2", "sentence2")],
-                  ("entailment", "not_entailment"))
-  _classification("wnli", _tfds(g + "wnli"), "wnli", [("sentence1", "sentence1"), ("sentence2", "sentence2")],
-                  ("not_entailment", "entailment"))
+  """GLUE in T5's glue_<task>_v002 formats, postprocessors and metrics (glue/*:2.0.0 as SPoT)."""
+  t5 = "T5's format (glue_{}_v002): {}"
+  _glue("cola", "glue/cola", "cola", ["sentence"], ("unacceptable", "acceptable"), ("matthews_corrcoef",),
+        description=t5.format("cola", "score = Matthews correlation."))
+  _glue("sst2", "glue/sst2", "sst2", ["sentence"], ("negative", "positive"),
+        description=t5.format("sst2", "score = accuracy."))
+  _glue("mrpc", "glue/mrpc", "mrpc", ["sentence1", "sentence2"], ("not_equivalent", "equivalent"), _F1_ACC,
+        description=t5.format("mrpc", "score = mean of F1 and accuracy."))
+  _glue("qqp", "glue/qqp", "qqp", ["question1", "question2"], ("not_duplicate", "duplicate"), _F1_ACC,
+        description=t5.format("qqp", "score = mean of F1 and accuracy."))
+  register_task(Task("stsb", _tfds("glue/stsb"), pp.stsb(), ("pearson_corrcoef", "spearman_corrcoef"),
+                     postprocessor="float",
+                     description=t5.format("stsb", "text regression, targets rounded to 0.2 in float32; "
+                                                   "score = mean of Pearson and Spearman.")))
+  mnli_fields = ["hypothesis", "premise"]
+  _glue("mnli", "glue/mnli", "mnli", mnli_fields, MNLI_LABELS, eval_split="validation_matched",
+        description=t5.format("mnli", "evaluated on validation_matched (see mnli_mismatched)."))
+  _glue("mnli_mismatched", "glue/mnli", "mnli", mnli_fields, MNLI_LABELS, eval_split="validation_mismatched",
+        description=t5.format("mnli_mismatched", "MNLI evaluated on validation_mismatched."))
+  _glue("qnli", "glue/qnli", "qnli", ["question", "sentence"], RTE_LABELS,
+        description=t5.format("qnli", "score = accuracy."))
+  _glue("rte", "glue/rte", "rte", ["sentence1", "sentence2"], RTE_LABELS,
+        description=t5.format("rte", "score = accuracy."))
+  _glue("wnli", "glue/wnli", "wnli", ["sentence1", "sentence2"], ("not_entailment", "entailment"),
+        description=t5.format("wnli", "score = accuracy."))
 
 
 def _register_super_glue() -> None:
-  s = "super_glue/"
-  tf = ("False", "True")
-  _classification("boolq", _tfds(s + "boolq"), "boolq", [("question", "question"), ("passage", "passage")], tf)
-  _classification("cb", _tfds(s + "cb"), "cb", [("hypothesis", "hypothesis"), ("premise", "premise")],
-                  ("entailment", "contradiction", "neutral"), ("f1_macro", "accuracy"),
-                  description="SuperGLUE CB; score = mean of macro-F1 and accuracy.")
-  register_task(Task("copa", _tfds(s + "copa"), pp.copa(), label_words=("choice1", "choice2"),
-                     postprocessor="label"))
-  register_task(Task("multirc", _tfds(s + "multirc"), pp.multirc(), ("multirc",), ("f1a", "em"), tf, "multirc",
-                     description="SuperGLUE MultiRC; score = mean of F1a and question-level EM."))
-  register_task(Task("record", _tfds(s + "record"), pp.record(), ("record",), ("f1", "em"), None, "record",
-                     description="SuperGLUE ReCoRD; score = mean of max-over-answers F1 and EM."))
-  _classification("super_glue_rte", _tfds(s + "rte"), "rte", [("premise", "premise"), ("hypothesis", "hypothesis")],
-                  ("entailment", "not_entailment"), description="SuperGLUE RTE (same data as GLUE rte).")
-  _classification("wic", _tfds(s + "wic"), "wic",
-                  [("sentence1", "sentence1"), ("sentence2", "sentence2"), ("word", "word")], tf)
-  register_task(Task("wsc", _tfds(s + "wsc.fixed"), pp.wsc(), label_words=tf, postprocessor="label",
-                     description="SuperGLUE WSC (wsc.fixed), as binary classification."))
+  """SuperGLUE in T5's super_glue_<task>_v102 formats, postprocessors and metrics (super_glue/*:1.0.2)."""
+  s, tf = "super_glue/", ("False", "True")
+  t5 = "T5's format (super_glue_{}_v102): {}"
+  _glue("boolq", s + "boolq", "boolq", ["passage", "question"], tf,
+        description=t5.format("boolq", "passage before question, as T5 (see boolq_question_first)."))
+  _glue("cb", s + "cb", "cb", ["hypothesis", "premise"], ("entailment", "contradiction", "neutral"),
+        ("mean_multiclass_f1", "accuracy"), description=t5.format("cb", "score = mean of 3-class F1 and accuracy."))
+  _glue("copa", s + "copa", "copa", ["choice1", "choice2", "premise", "question"], ("choice1", "choice2"),
+        description=t5.format("copa", "targets choice1/choice2."))
+  _glue("multirc", s + "multirc", "multirc", ["question", "answer", "paragraph"], tf,
+        ("multirc_f1_over_all_answers", "mean_group_all_match"),
+        description=t5.format("multirc", "<br>/<b> markup removed; score = mean of F1 over all answers and "
+                                         "exact match per question (grouped by idx/question)."))
+  register_task(Task("record", _tfds(s + "record"), pp.record(), ("deduplicate_squad",), postprocessor="record",
+                     description=t5.format("record", "one example per answer (eval too); the metric keeps the "
+                                                     "first per (passage, query), max over answers; score = mean "
+                                                     "of EM and F1.")))
+  _glue("super_glue_rte", s + "rte", "rte", ["hypothesis", "premise"], RTE_LABELS,
+        description=t5.format("rte", "SuperGLUE RTE (same data as GLUE rte, another field order)."))
+  _glue("wic", s + "wic", "wic", ["sentence1", "sentence2", "word"], tf,
+        description=t5.format("wic", "the word's start/end offsets are not used."))
+  register_task(Task("wsc", _tfds(s + "wsc.fixed"), pp.wsc_simple(None), ("accuracy",), postprocessor="wsc_simple",
+                     description="T5's WSC simple (super_glue_wsc_v102_simple_train for training: only label-1 "
+                                 "rows; super_glue_wsc_v102_simple_eval for evaluation: every labelled row): "
+                                 "'wsc: ... *he* ...' -> the referent candidate; a prediction is right when "
+                                 "naming the candidate agrees with the label. See wsc_binary for classification."))
+  # Opt-in variants (never the default): other formats worth keeping.
+  _classification("boolq_question_first", _tfds(s + "boolq"), "boolq", [("question", "question"),
+                                                                        ("passage", "passage")], tf,
+                  description="BoolQ with the question before the passage and whitespace collapsed (so that "
+                              "truncation cuts the passage, not the question); not T5's format (see boolq).")
+  register_task(Task("wsc_binary", _tfds(s + "wsc.fixed"), pp.wsc(), label_words=tf, postprocessor="label",
+                     description="SuperGLUE WSC as binary classification ('wsc span1: .. span2: .. text: "
+                                 "..*he*..' -> False/True), e.g. for rank scoring; not T5's format (see wsc)."))
 
 
 def _register_spot() -> None:
@@ -762,9 +781,10 @@ def _register_spot() -> None:
   _classification("yelp_polarity", _tfds("yelp_polarity_reviews"), "yelp_polarity", [("text", "review")],
                   ("negative", "positive"), eval_split="test",
                   description="Yelp-2; TFDS has no validation split, so eval = test.")
-  register_task(Task("squad", _tfds("squad/v1.1"), pp.squad(), ("squad",), ("em", "f1"), None, "squad",
-                     description="SQuAD v1.1; score = mean of EM and F1 (max over answers)."))
-  register_task(Task("drop", _tfds("drop", validation="dev"), pp.drop(), ("squad",), ("em", "f1"), None, "drop",
+  register_task(Task("squad", _tfds("squad/v1.1"), pp.squad(), ("squad",), None, None, "qa",
+                     description="SQuAD v1.1 in T5's format (squad_v010_allanswers): punctuation padded; "
+                                 "score = mean of EM and F1 (max over the padded answers)."))
+  register_task(Task("drop", _tfds("drop", validation="dev"), pp.drop(), ("squad",), None, None, "qa",
                      description="DROP; EM/F1 with SQuAD normalization over answer + validated answers "
                                  "(not DROP's number-aware F1)."))
   _classification("winogrande", _tfds("winogrande", train="train_xl"), "winogrande",
@@ -794,7 +814,7 @@ def _register_spot() -> None:
   register_task(Task(
       "cxc", LocalFileSource("cxc", (("sentence1", "str"), ("sentence2", "str"), ("score", "float in [0, 5]"))),
       pp.regression("cxc", [("sentence1", "sentence1"), ("sentence2", "sentence2")], label_key="score"),
-      ("pearson", "spearman"), postprocessor="float",
+      ("pearson_corrcoef", "spearman_corrcoef"), postprocessor="float",
       description="CxC (Crisscrossed Captions) semantic similarity, text regression like STS-B. Local JSONL: "
                   "$SPOT_JAX_DATA_DIR/cxc/{train,validation}.jsonl with fields sentence1, sentence2, "
                   "score (float 0-5)."))
@@ -809,6 +829,16 @@ SUPER_GLUE_TASKS = ("boolq", "cb", "copa", "multirc", "record", "super_glue_rte"
 SPOT_SOURCE_TASKS = ("c4", "docnli", "yelp_polarity", "mnli", "qqp", "qnli", "record", "cxc", "squad", "drop",
                      "sst2", "winogrande", "hellaswag", "multirc", "cosmos_qa", "race")
 SPOT_TARGET_TASKS = ("boolq", "cola", "stsb", "wic", "cr", "mrpc", "rte", "wsc", "copa", "cb")
+# The t5.data task each T5-format task reproduces (tests/test_t5_formats.py checks them byte for byte).
+T5_TASK_NAMES = {
+    "cola": "glue_cola_v002", "sst2": "glue_sst2_v002", "mrpc": "glue_mrpc_v002", "qqp": "glue_qqp_v002",
+    "stsb": "glue_stsb_v002", "mnli": "glue_mnli_v002", "mnli_mismatched": "glue_mnli_mismatched_v002",
+    "qnli": "glue_qnli_v002", "rte": "glue_rte_v002", "wnli": "glue_wnli_v002",
+    "boolq": "super_glue_boolq_v102", "cb": "super_glue_cb_v102", "copa": "super_glue_copa_v102",
+    "multirc": "super_glue_multirc_v102", "record": "super_glue_record_v102", "super_glue_rte": "super_glue_rte_v102",
+    "wic": "super_glue_wic_v102", "wsc": "super_glue_wsc_v102_simple_train / super_glue_wsc_v102_simple_eval",
+    "squad": "squad_v010_allanswers",
+}
 
 _register_glue()
 _register_super_glue()
