@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sharding_memory.py [--presets small,base,large,xl,xxl]
         [--meshes 8x1,1x8,2x4] [--batch-sizes 8,16,...,1024] [--budgets-gib 16,32] [--quick]
+        [--eval-batch 32] [--eval-only | --no-eval]
 
 Why: sharding.py promises that frozen weights split over 'model' and that the prompt and its optimizer
 state stay tiny; this script shows what that means per device for Small..XXL, and which global batch
@@ -26,6 +27,15 @@ the first whose largest batch reaches --reference-batch (the paper's 32), else t
 Search: memory is close to affine in the batch (checked below), so the candidate to compile is
 predicted from the sizes already compiled. Every reported batch was compiled and fits; the next size
 up is compiled too unless the fit puts it more than 25% over budget (listed under the table).
+
+Evaluation: the functions evaluation runs on a mesh (`decoding.jit_on_mesh`: greedy decoding of
+--eval-decode-length tokens with the KV cache, and rank classification of 3 labels of up to 2 tokens
++ EOS) are compiled the same way for --eval-batch rows of input 512 + prompt 100, with the frozen
+params laid out by their logical axes as the trainer places them (evaluation reuses that copy).
+The check: on a (1, n) mesh each device holds 1/n of the frozen params (+5% at most) during
+evaluation (XLA's argument bytes: params + tokens + prompt), i.e. T5 XXL fits 8 devices' memory
+split, not a full copy per device. About 2 s per compile (scanned layers); --eval-only skips the
+train step (a ~1 minute run).
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spot_jax import sharding, train  # noqa: E402
+from spot_jax import decoding, sharding, train  # noqa: E402
 from spot_jax.models import prompt as prompt_lib  # noqa: E402
 from spot_jax.models import t5  # noqa: E402
 
@@ -176,6 +186,59 @@ def measure(setup: Setup, batch: int) -> Measurement:
                      temp=stats.temp_size_in_bytes, alias=stats.alias_size_in_bytes,
                      code=stats.generated_code_size_in_bytes,
                      sharded_argument=sum(sizes.values()) + data_bytes + 4, compile_s=seconds)
+
+
+EVAL_KINDS = ("greedy", "rank")
+EVAL_LABEL_LENGTH = 3  # label targets [3 labels, up to 2 ids + EOS]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalMeasurement:
+  """Per-device bytes of one compiled evaluation function."""
+
+  kind: str
+  argument: int
+  output: int
+  temp: int
+  code: int
+  sharded_frozen: int  # frozen params on one device, from the shardings
+  compile_s: float
+
+  @property
+  def total(self) -> int:
+    return self.argument + self.output + self.temp
+
+
+def measure_eval(setup: Setup, kind: str, batch: int, decode_length: int) -> EvalMeasurement:
+  """Lowers and compiles evaluation's jitted `kind` ('greedy' | 'rank') on `setup`'s mesh."""
+  cfg = model_config(setup)
+  mesh = sharding.make_mesh(setup.mesh_shape)
+  sharding.check_batch_fits(batch, mesh)
+  frozen, _ = state_layout(setup)["frozen"]
+  tokens = jax.ShapeDtypeStruct((batch, setup.input_length), jnp.int32)
+  prompt = jax.ShapeDtypeStruct((setup.prompt_length, cfg.d_model), jnp.float32)
+  extra = (jax.ShapeDtypeStruct((3, EVAL_LABEL_LENGTH), jnp.int32),) if kind == "rank" else ()
+  start = time.perf_counter()
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
+    fn = decoding.jit_on_mesh(kind, t5.T5(cfg), mesh, frozen,
+                              max_decode_length=decode_length if kind == "greedy" else None)
+    compiled = fn.lower(frozen, tokens, prompt, *extra).compile()
+  stats = compiled.memory_analysis()
+  return EvalMeasurement(kind=kind, argument=stats.argument_size_in_bytes, output=stats.output_size_in_bytes,
+                         temp=stats.temp_size_in_bytes, code=stats.generated_code_size_in_bytes,
+                         sharded_frozen=per_device(setup)["frozen"], compile_s=time.perf_counter() - start)
+
+
+def check_eval_sharding(setup: Setup, m: EvalMeasurement, margin: float = 0.05) -> tuple[bool, str]:
+  """On a (1, n) mesh evaluation holds 1/n of the frozen params per device (+margin): XLA's argument
+  bytes (frozen shards + tokens + prompt) <= (1 + margin) x frozen / n."""
+  frozen, _ = state_layout(setup)["frozen"]
+  whole, n = total_bytes(frozen), setup.mesh_shape[1]
+  ok = m.argument <= (1 + margin) * whole / n
+  return ok, (f"evaluation ({m.kind}) t5_1_1_{setup.preset} {mesh_name(setup.mesh_shape)}: arguments per device "
+              f"{fmt(m.argument)} = {m.argument / whole:.5f} of the frozen params ({fmt(whole)}); limit "
+              f"1/{n} + {margin:.0%} = {fmt((1 + margin) * whole / n)}: "
+              f"{'holds' if ok else 'DOES NOT hold'} (temp {fmt(m.temp)}, total {fmt(m.total)})")
 
 
 class Prober:
@@ -364,7 +427,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--input-length", type=int, default=512)
   parser.add_argument("--target-length", type=int, default=128)
   parser.add_argument("--quick", action="store_true", help="small only, mesh 2x4, batches 8..64 (a smoke run)")
+  parser.add_argument("--eval-batch", type=int, default=32, help="rows per evaluation batch")
+  parser.add_argument("--eval-decode-length", type=int, default=8, help="greedy decoding: new tokens")
+  parser.add_argument("--eval-only", action="store_true", help="only the evaluation functions (no train step)")
+  parser.add_argument("--no-eval", action="store_true", help="only the train step")
   args = parser.parse_args(argv)
+  if args.eval_only and args.no_eval:
+    parser.error("--eval-only and --no-eval exclude each other")
   if args.quick:
     args.presets, args.meshes, args.batch_sizes = "small", "2x4", "8,16,32,64"
   return args
@@ -389,8 +458,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"encoder {args.input_length}+{args.prompt_length} prompt, targets {args.target_length}", flush=True)
   prober = Prober()
   detail_rows, fit_rows, checks, best = [], [], [], {g: [] for g in budgets}
+  eval_rows, eval_checks, eval_compiles = [], [], 0
   for preset in presets:
     for mesh in meshes:
+      if args.no_eval:
+        continue
+      base = setup(preset, mesh, "none")  # inference: no remat
+      for kind in EVAL_KINDS:
+        m = measure_eval(base, kind, args.eval_batch, args.eval_decode_length)
+        eval_compiles += 1
+        print(f"  compiled {preset:>5} mesh {mesh_name(mesh)} evaluation {kind:<6} batch {args.eval_batch:>4}: "
+              f"total {fmt(m.total)} (arguments {fmt(m.argument)}, temp {fmt(m.temp)}) in {m.compile_s:.0f}s",
+              flush=True)
+        eval_rows.append([preset, mesh_name(mesh), kind, fmt(m.sharded_frozen), fmt(m.argument), fmt(m.temp),
+                          fmt(m.output), fmt(m.code), fmt(m.total), f"{m.compile_s:.0f}"])
+        if mesh[0] == 1 and mesh[1] > 1:
+          eval_checks.append(check_eval_sharding(base, m))
+  for preset in presets:
+    for mesh in meshes:
+      if args.eval_only:
+        continue
       base = setup(preset, mesh, policies[0])
       sizes = per_device(base)
       m = prober(base, ref_batch)
@@ -411,8 +498,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           best[gib].append((PRESETS.index(preset) if preset in PRESETS else -1, fit, preset, mesh, chosen.remat))
       fit_rows.append([preset, mesh_name(mesh), fmt(sizes["frozen"]), chosen.remat] + cells)
 
+  if eval_rows:
+    print(f"\n### Per-device memory of evaluation (decoding.jit_on_mesh), batch {args.eval_batch}: greedy "
+          f"{args.eval_decode_length} tokens, rank 3 labels\n")
+    print(table(["model", "mesh (data,model)", "function", "frozen params (shardings)", "XLA arguments",
+                 "XLA temp", "XLA output", "generated code", "total = args+out+temp", "lower+compile s"], eval_rows))
+  if args.eval_only:
+    print("\n### Checks")
+    for ok, text in eval_checks:
+      print(f"- [{'PASS' if ok else 'FAIL'}] {text}")
+    print(f"\n{eval_compiles} compiles in {time.perf_counter() - t0:.0f}s")
+    return 0 if all(ok for ok, _ in eval_checks) else 1
   checks.append(check_arguments(list(prober.cache.values())))
   checks.append(check_extrapolation(prober))
+  checks += eval_checks
   print(f"\n### Per-device memory of one train step, global batch {ref_batch}, remat {policies[0]}\n")
   print(table(["model", "mesh (data,model)", "frozen params", "prompt", "optimizer state", "XLA arguments",
                "XLA temp (≈activations)", "XLA output", "donated (aliased)", "generated code",
@@ -435,7 +534,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   print("\n### Checks")
   for ok, text in checks:
     print(f"- [{'PASS' if ok else 'FAIL'}] {text}")
-  print(f"\n{len(prober.cache)} compiles in {time.perf_counter() - t0:.0f}s")
+  print(f"\n{len(prober.cache) + eval_compiles} compiles in {time.perf_counter() - t0:.0f}s")
   return 0 if all(ok for ok, _ in checks) else 1
 
 

@@ -28,10 +28,11 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from typing import Optional
+
+from side_by_side import Worker  # benchmarks/ is the script's directory
 
 BATCH, INPUT_LEN, PROMPT_LEN, TARGET_LEN = 8, 128, 100, 8
 SHAPES = {"tiny": "tiny", "small": "t5_1_1_small"}  # --shapes name -> spot_jax preset
@@ -242,31 +243,6 @@ def worker(kind: str, shape: str, cores: int) -> None:
       return
 
 
-class Worker:
-  def __init__(self, kind: str, shape: str, cores: int):
-    self.kind = kind
-    self.proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, "--shapes", shape,
-                                  "--cores", str(cores)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    self.info = self._read()
-
-  def _read(self) -> dict:
-    line = self.proc.stdout.readline()
-    if not line:
-      raise RuntimeError(f"{self.kind} worker died (exit {self.proc.wait()}); see its stderr above.")
-    return json.loads(line)
-
-  def ask(self, **cmd) -> dict:
-    self.proc.stdin.write(json.dumps(cmd) + "\n")
-    self.proc.stdin.flush()
-    return self._read()
-
-  def close(self) -> None:
-    self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-    self.proc.stdin.close()
-    self.proc.wait()
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -290,13 +266,13 @@ def main() -> None:
   print(f"batch {BATCH}, inputs {INPUT_LEN} + prompt {PROMPT_LEN}, targets {TARGET_LEN}; {args.repeats} "
         f"alternating windows of ~{args.window:.0f} s; {cores} of {os.cpu_count()} cores; "
         f"load {os.getloadavg()[0]:.2f}", flush=True)
-  peak_worker = Worker("peak", "tiny", args.cores)
+  peak_worker = Worker("peak", __file__, "--worker", "peak", "--shapes", "tiny", "--cores", str(args.cores))
   peaks, rows, loads = [], [], []
   for shape in shapes:
     flops = matmul_flops(model_config(shape))
     workers = {}
     for kind in ("jax", "peft"):
-      workers[kind] = Worker(kind, shape, args.cores)
+      workers[kind] = Worker(kind, __file__, "--worker", kind, "--shapes", shape, "--cores", str(args.cores))
       info = workers[kind].info
       print(f"[{shape}] {kind}: ready (compile {info['compile_s']:.1f} s, warm-up step "
             f"{info['warm_step_s'] * 1e3:.0f} ms)", flush=True)

@@ -121,7 +121,8 @@ def _eval() -> None:
     init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
     prompt = init(jax.random.key(config.train.seed), (config.train.prompt_length, backbone.config.d_model))
     mode = evaluation.eval_mode(config)
-    metrics = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode)(prompt)
+    metrics = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode,
+                                        mesh_shape=config.train.mesh_shape)(prompt)
     print(f"eval mode {mode}: " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
 
   app.run(main, flags_parser=_parse_flags)

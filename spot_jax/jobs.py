@@ -127,7 +127,8 @@ def train_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: B
       process_count=process_count, data_dir=data.get("data_dir") or None,
       skip_invalid_examples=data.get("skip_invalid_examples", False))
   eval_task = evaluate_on or (task_name if task_name in tasks_lib.list_tasks() else None)
-  evaluate = (evaluation.make_evaluator(eval_task, vocab, backbone, data, evaluation.eval_mode(config))
+  evaluate = (evaluation.make_evaluator(eval_task, vocab, backbone, data, evaluation.eval_mode(config),
+                                        mesh_shape=trainer_cfg.mesh_shape)
               if eval_task and trainer_cfg.eval_every else None)
   init = prompt_init or make_prompt_init(config.prompt_init, backbone, vocab, eval_task)
   identity = {"task": task_name, "eval_task": eval_task, "eval_mode": evaluation.eval_mode(config),
@@ -315,7 +316,8 @@ def zero_shot_grid(config: ml_collections.ConfigDict, *, backbone: Backbone, voc
   (no training) -> {(source, target): score}. Report it relative to the target's own prompt."""
   scores = {}
   for target in targets:
-    evaluate = evaluation.make_evaluator(target, vocab, backbone, config.data, evaluation.eval_mode(config))
+    evaluate = evaluation.make_evaluator(target, vocab, backbone, config.data, evaluation.eval_mode(config),
+                                         mesh_shape=config.train.mesh_shape)
     for source, prompt in prompts.items():
       scores[(source, target)] = evaluate(prompt)["score"]
   return scores
@@ -384,7 +386,8 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
     proj_cfg.prompt_length = length  # the projector keeps the source prompt's length
     initial = projector_lib.init_params(projector, proj_cfg.seed)
     eval_task = config.get("eval_task") or config.task
-    evaluate = (evaluation.make_evaluator(eval_task, vocab, backbone, config.data, evaluation.eval_mode(config))
+    evaluate = (evaluation.make_evaluator(eval_task, vocab, backbone, config.data, evaluation.eval_mode(config),
+                                          mesh_shape=proj_cfg.mesh_shape)
                 if eval_task and proj_cfg.eval_every else None)
     targets = (library_lib.PromptLibrary(p.target_library, model_fingerprint=backbone.fingerprint, prompt_length=length)
                if p.get("target_library") else None)
@@ -430,7 +433,8 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
       projected = projector_lib.project(projector, params, source_prompt)
       baseline = np.asarray(make_prompt_init(config.prompt_init, backbone, vocab, task)(
           jax.random.key(target_cfg.train.seed), projected.shape))
-      evaluate_task = evaluation.make_evaluator(task, vocab, backbone, config.data, evaluation.eval_mode(config))
+      evaluate_task = evaluation.make_evaluator(task, vocab, backbone, config.data, evaluation.eval_mode(config),
+                                                mesh_shape=config.train.mesh_shape)
       row = {"task": task, "seen": task in seen, "zero_shot_projected": evaluate_task(projected)["score"],
              "zero_shot_baseline": evaluate_task(baseline)["score"]}
       if targets is not None and task in targets:

@@ -97,8 +97,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.report_backbone:
     no_prompt = np.zeros((0, backbone.config.d_model), np.float32)
     mode = evaluation.eval_mode(config)
-    known = {t.replace("synth_", ""): evaluation.make_evaluator(t, vocab, backbone, config.data, mode)(no_prompt)
-             ["score"] for t in synthetic.PRETRAIN_TASKS}
+    known = {t.replace("synth_", ""): evaluation.make_evaluator(t, vocab, backbone, config.data, mode,
+                                                              mesh_shape=config.train.mesh_shape)(no_prompt)["score"]
+             for t in synthetic.PRETRAIN_TASKS}
     _log(start, "backbone on its base tasks (no prompt): " + ", ".join(f"{k} {v:.0f}" for k, v in known.items()))
   _log(start, f"frozen backbone ready: d_model {backbone.config.d_model}, fingerprint {backbone.fingerprint}")
 

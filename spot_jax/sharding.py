@@ -4,11 +4,18 @@ Why: the model only names axes ('embed', 'mlp', 'heads', ...); this module maps 
 `('data', 'model')` mesh with t5x's standard rules, so the same code runs on 1 CPU device, 8 fake
 devices, or a TPU pod, and gives the same numbers. The prompt and its optimizer state are tiny and
 replicated; frozen weights are split over 'model'; batches over 'data'.
+
+The frozen T5 is placed on a mesh once (`place_frozen`): the trainer and evaluation get the very same
+device arrays, so evaluating during training neither copies the model host->device per batch nor
+keeps a second copy on the devices.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import weakref
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -17,6 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from spot_jax import errors
+from spot_jax.models import t5
 
 MESH_AXES = ("data", "model")
 
@@ -118,3 +126,85 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
   """This process's rows -> one global array per key, split over 'data' (works single- and multi-host)."""
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
+
+
+def put_global(value: Any, sharding: NamedSharding) -> jax.Array:
+  """The same whole host array on every process -> one global array laid out by `sharding` (each
+  process fills only its own devices' shards, so it also works on a multi-host mesh). An array
+  already laid out so is returned as is."""
+  if isinstance(value, jax.Array) and value.sharding == sharding:
+    return value
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+# ----------------------------------------------------------------------------- the frozen model on a mesh
+
+
+@functools.lru_cache(maxsize=None)
+def _frozen_logical_axes(model_config: t5.T5Config) -> Any:
+  return t5.logical_axes(model_config)
+
+
+@functools.lru_cache(maxsize=64)
+def _frozen_shardings(model_config: t5.T5Config, mesh: Mesh, treedef: Any, shapes: tuple) -> Any:
+  shaped = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, np.float32) for s in shapes])
+  return logical_shardings(_frozen_logical_axes(model_config), shaped, mesh)
+
+
+def frozen_shardings(model_config: t5.T5Config, params: Any, mesh: Mesh) -> Any:
+  """NamedSharding of every frozen T5 param on `mesh` (logical axes of `t5.logical_axes` under
+  STANDARD_RULES): the layout the trainer's step and evaluation are compiled for."""
+  leaves, treedef = jax.tree.flatten(params)
+  return _frozen_shardings(model_config, mesh, treedef, tuple(tuple(np.shape(x)) for x in leaves))
+
+
+@dataclasses.dataclass
+class _Placement:
+  host: list  # weak (else strong) references to the leaves that were placed
+  placed: Any  # the placed tree, returned as is
+
+  def holds(self, leaves: Sequence[Any]) -> bool:
+    return (all(ref() is x for ref, x in zip(self.host, leaves))
+            or all(p is x for p, x in zip(jax.tree.leaves(self.placed), leaves)))
+
+
+_PLACED: dict[tuple, _Placement] = {}
+
+
+def place_frozen(params: Any, model_config: t5.T5Config, mesh: Mesh) -> Any:
+  """The frozen T5 params on `mesh`, placed once per (params, mesh): later calls with the same
+  params (the same leaf objects, host or already placed) return the identical placed tree.
+
+  The trainer places the frozen model with this and evaluation asks for it again, so both use one
+  set of device arrays: no host->device copy of the model per evaluation batch and no second copy
+  on the devices. Identity, not content, is the key: the cache holds only weak references to the
+  host leaves (an entry is dropped when they are freed), and the params are frozen, so arrays
+  changed in place after placement are not seen again. Works on multi-host meshes when every
+  process passes the same whole params (as the trainer does).
+  """
+  leaves, treedef = jax.tree.flatten(params)
+  key = (model_config, mesh, treedef, tuple(id(x) for x in leaves))
+  entry = _PLACED.get(key)
+  if entry is not None and entry.holds(leaves):
+    return entry.placed
+  placed = jax.device_put(params, frozen_shardings(model_config, params, mesh))
+  if all(p is x for p, x in zip(jax.tree.leaves(placed), leaves)):
+    return params  # already laid out so: nothing to remember (an entry would keep them alive)
+  placed_key = (model_config, mesh, treedef, tuple(id(x) for x in jax.tree.leaves(placed)))
+  keys = (key, placed_key)
+
+  def forget(_ref, keys=keys):
+    for k in keys:
+      _PLACED.pop(k, None)
+
+  host = []
+  for x in leaves:
+    try:
+      host.append(weakref.ref(x, forget))
+    except TypeError:  # not weak-referenceable (e.g. a Python scalar): keep it alive instead
+      host.append(lambda x=x: x)
+  entry = _Placement(host, placed)
+  for k in keys:
+    _PLACED[k] = entry
+  return placed

@@ -329,6 +329,16 @@ def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes
     claim.release()
 
 
+def _better(score: float, best: Optional[float]) -> bool:
+  """Is `score` a new best? NaN (e.g. a correlation of constant predictions, as T5 reports it) is
+  worse than any number, so an early NaN never blocks later real scores."""
+  if best is None:
+    return True
+  if math.isnan(score):
+    return False
+  return math.isnan(best) or score > best
+
+
 def _set_aside_named_prompts(workdir: epath.Path, is_writer: bool) -> None:
   """A fresh start keeps the old run's named prompts under prompts-before-fresh-start-<time>/."""
   old = workdir / prompt_io.PROMPTS_DIR
@@ -352,7 +362,9 @@ def _loop(cfg, workdir, claim, *, mesh, model_config, tune, prompt_length, froze
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
     frozen_shardings = sharding.logical_shardings(frozen_axes, frozen, mesh)
-    frozen = jax.device_put(frozen, frozen_shardings)  # placed once, never copied or updated
+    # Placed once, never copied or updated; a prompt run's frozen T5 is the copy evaluation reuses.
+    frozen = (sharding.place_frozen(frozen, model_config, mesh) if tune == "prompt"
+              else jax.device_put(frozen, frozen_shardings))
     trainable = jax.device_put(trainable, trainable_shardings)
     # Prompt optimizer state is replicated; that of model weights follows the weights (XLA decides).
     opt_init = jax.jit(optimizer.init, out_shardings=(
@@ -428,7 +440,7 @@ def _loop(cfg, workdir, claim, *, mesh, model_config, tune, prompt_length, froze
           raise ValueError(f"evaluate() must return a 'score'; got keys {sorted(results)}.")
         writer.write_scalars(done, {f"eval/{k}": float(v) for k, v in results.items()})
         eval_history.append({"step": done, **{k: float(v) for k, v in results.items()}})
-        if best_score is None or results["score"] > best_score:
+        if _better(float(results["score"]), best_score):
           best_score, best_step = float(results["score"]), done
           save_named("best", {"step": done, "score": best_score, "metrics": results})
         if verbose and is_writer:

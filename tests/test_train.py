@@ -98,6 +98,16 @@ def test_named_prompts_best_and_embedding(tiny, tmp_path):
   assert not np.array_equal(prompt_io.load_prompt(str(tmp_path), "best"), result.prompt)
 
 
+def test_a_nan_score_never_blocks_a_later_best(tiny, tmp_path):
+  # T5 reports NaN correlations for constant predictions (early STS-B); a number after it must win.
+  scores = iter([float("nan"), 20.0, float("nan")])
+  model_cfg, frozen = tiny
+  result = train.train(fx.small_config(num_train_steps=6, eval_every=2), str(tmp_path), model_config=model_cfg,
+                       frozen_params=frozen, train_iter=fx.ArrayIterator(8), prompt_init=prompt_lib.random_uniform(),
+                       evaluate=lambda prompt: {"score": next(scores)}, verbose=False)
+  assert (result.best_score, result.best_step) == (20.0, 4)
+
+
 def test_tensorboard_scalars_written(tiny, tmp_path):
   _train(tiny, tmp_path)
   from tensorboard.backend.event_processing import event_accumulator
