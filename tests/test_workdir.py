@@ -164,9 +164,9 @@ def test_locks_nest_within_a_process(tmp_path):
   inner = workdir_lib.claim(tmp_path / "run", "train", {"a": 1})
   assert inner is outer
   inner.release()
-  assert os.fspath(outer.path) in workdir_lib._HELD  # noqa: SLF001 - still held by the outer claim
+  assert workdir_lib.is_held(tmp_path / "run")  # still held by the outer claim
   outer.release()
-  assert os.fspath(outer.path) not in workdir_lib._HELD  # noqa: SLF001
+  assert not workdir_lib.is_held(tmp_path / "run")
 
 
 def test_gcs_owner_marker(bucket):

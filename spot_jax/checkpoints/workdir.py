@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import sys
@@ -201,6 +202,12 @@ def claim(workdir: str | os.PathLike, kind: str, identity: Mapping[str, Any],
   return held
 
 
+def is_held(workdir: str | os.PathLike) -> bool:
+  """Whether this process holds `workdir`'s lock."""
+  local = fileio.is_local(workdir)
+  return os.fspath(os.path.abspath(workdir) if local else os.fspath(workdir)) in _HELD
+
+
 def read_record(workdir: str | os.PathLike) -> Optional[dict]:
   """The `run.json` of a workdir, or None (no run, or one made before spot_jax recorded identities)."""
   record = epath.Path(workdir) / RUN_FILE
@@ -220,6 +227,9 @@ def _check_identity(path: epath.Path, kind: str, identity: Mapping[str, Any], al
   record = read_record(path)
   distributed.sync("spot_jax_workdir_read")  # every process read the record before process 0 rewrites it
   if record is None:
+    if primary and (path / "checkpoints").exists():
+      logging.warning("Workdir %s holds checkpoints but no %s (made before spot_jax recorded runs): recording this "
+                      "run's identity now; it cannot be checked against the run that wrote them.", path, RUN_FILE)
     record = {"format": FORMAT_VERSION, "kind": kind, "identity": wanted,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": []}
   elif record.get("kind") != kind:
