@@ -203,7 +203,7 @@ def _retrieve() -> None:
     # The workdir belongs to one target task; strategies and k may vary (each writes its own files).
     # Held until the command exits.
     jobs.claim_job_workdir(config, FLAGS.workdir, "retrieve", backbone.fingerprint,
-                                   identity={"task": config.task, "library": config.library.path})
+                           identity={"task": config.task, "library": config.library.path})
     lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
                                     prompt_length=config.train.prompt_length)
     if FLAGS.embedding:
