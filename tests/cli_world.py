@@ -67,6 +67,26 @@ def run_cli(world: World, *args: str, timeout: int = 600, file_size_limit: int =
   return subprocess.run(command, capture_output=True, text=True, env=cli_env(world), timeout=timeout, cwd=ROOT)
 
 
+def workdir_snapshot(directory) -> dict:
+  """Every file's bytes under `directory`, but the lock file (its owner record changes per claim)."""
+  from spot_jax.checkpoints import workdir as workdir_lib
+  return {os.path.relpath(os.path.join(d, f), directory): open(os.path.join(d, f), "rb").read()
+          for d, _, files in os.walk(directory) for f in files if f != workdir_lib.LOCK_FILE}
+
+
+def register_yes_no_task(world: World, name: str, rows: int) -> vocab_lib.SentencePieceVocab:
+  """An in-memory classification task `name` ('no'/'yes'; label 1 on every third row) and the
+  world's vocabulary, in whose pieces neither label word repeats a token."""
+  from spot_jax.data import preprocessors as pp
+  from spot_jax.data import tasks
+  labels = ("no", "yes")
+  make = lambda split: [{"sentence": f"review number {i}", "label": int(i % 3 == 0)} for i in range(rows)]
+  tasks.register_task(tasks.Task(name, tasks.InMemorySource(name, make),
+                                 pp.classification(name, [("sentence", "sentence")], labels), ("accuracy",),
+                                 label_words=labels, postprocessor="label"), overwrite=True)
+  return vocab_lib.SentencePieceVocab(os.path.join(world.backbone, "spiece.model"))
+
+
 def error_lines(stderr: str) -> list[str]:
   """stderr without the start-up noise TensorFlow/XLA print before logging is set up."""
   noise = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "W0000 ", "E0000 ")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from spot_jax.checkpoints import hf
-from spot_jax.checkpoints import workdir as workdir_lib
 from spot_jax.models import t5
 from spot_jax.spot import library as library_lib
 from tests import cli_world as world_lib
@@ -33,11 +32,6 @@ def _one_error(out, command="train"):
   return lines[0]
 
 
-def _snapshot(directory) -> dict:
-  return {os.path.relpath(os.path.join(d, f), directory): open(os.path.join(d, f), "rb").read()
-          for d, _, files in os.walk(directory) for f in files if f != workdir_lib.LOCK_FILE}
-
-
 @pytest.fixture(scope="module")
 def source_run(cli_world, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("reliability") / "source")
@@ -47,7 +41,7 @@ def source_run(cli_world, tmp_path_factory):
 
 
 def test_workdir_of_another_config_is_refused_untouched(cli_world, source_run):
-  before = _snapshot(source_run)
+  before = world_lib.workdir_snapshot(source_run)
   out = world_lib.run_cli(cli_world, *_train_args(cli_world, source_run), "--config.train.seed=1")
   line = _one_error(out)
   assert "holds a run made with different settings" in line and "train.seed: 0 in the workdir, 1 now" in line
@@ -56,7 +50,7 @@ def test_workdir_of_another_config_is_refused_untouched(cli_world, source_run):
   out = world_lib.run_cli(cli_world, *_train_args(cli_world, source_run), "--config.train.num_train_steps=-3")
   assert _one_error(out) == ("spot-jax train: error: config.train.num_train_steps = -3 is not allowed: it must be an "
                              "integer >= 1.")
-  assert _snapshot(source_run) == before
+  assert world_lib.workdir_snapshot(source_run) == before
 
 
 @pytest.mark.parametrize("override,message", [
@@ -150,10 +144,10 @@ def test_library_import_clash_is_one_line_and_replace_works(cli_world, tmp_path)
   exported = source.export(str(tmp_path / "export.tar.gz"))
   args = ["library", "import", f"--library={tmp_path / 'dest'}", f"--source={exported}"]
   assert world_lib.run_cli(cli_world, *args).returncode == 0
-  before = _snapshot(tmp_path / "dest")
+  before = world_lib.workdir_snapshot(tmp_path / "dest")
   line = _one_error(world_lib.run_cli(cli_world, *args), "library")
   assert "already has entry ['mnli']" in line and "--replace" in line
-  assert _snapshot(tmp_path / "dest") == before
+  assert world_lib.workdir_snapshot(tmp_path / "dest") == before
   out = world_lib.run_cli(cli_world, *args, "--replace")
   assert out.returncode == 0, out.stderr[-3000:]
   assert (tmp_path / "dest" / "replaced").is_dir()

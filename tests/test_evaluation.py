@@ -3,16 +3,16 @@ invalid output is wrong), `rank` picks the likeliest label word; the two agree w
 a valid label."""
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
 
 from spot_jax import errors, evaluation
 from spot_jax.data import preprocessors as pp
-from spot_jax.data import tasks, vocab as vocab_lib
+from spot_jax.data import tasks
 from spot_jax.data.vocab import EOS_ID
 from spot_jax.models import t5
+from tests import cli_world as world_lib
 from tests import train_fixtures as fx
 
 LABELS = ("no", "yes")  # their pieces in the test vocab repeat no token (the bigram writer needs that)
@@ -26,17 +26,10 @@ class _Backbone:
   fingerprint: str = "hand-set"
 
 
-def _rows(split):
-  del split
-  return [{"sentence": f"review number {i}", "label": int(i % 3 == 0)} for i in range(12)]  # 4 positive of 12
-
-
 @pytest.fixture(scope="module")
 def vocab(cli_world):
-  tasks.register_task(tasks.Task(TASK, tasks.InMemorySource(TASK, _rows),
-                                 pp.classification(TASK, [("sentence", "sentence")], LABELS), ("accuracy",),
-                                 label_words=LABELS, postprocessor="label"), overwrite=True)
-  return vocab_lib.SentencePieceVocab(os.path.join(cli_world.backbone, "spiece.model"))
+  # 'no'/'yes'; 4 of 12 rows are 'yes'
+  return world_lib.register_yes_no_task(cli_world, TASK, rows=12)
 
 
 def _writer_of(chain, vocab_size):
@@ -90,7 +83,7 @@ def test_rank_needs_label_words_and_unknown_modes_are_refused(vocab):
   backbone = _writer_of(vocab.encode("no"), vocab.vocab_size)
   with pytest.raises(errors.ConfigError, match="config.eval.mode = 'greedy' is not allowed"):
     evaluation.make_evaluator(TASK, vocab, backbone, _data(), "greedy")
-  tasks.register_task(tasks.Task(TASK + "_text", tasks.InMemorySource(TASK, _rows),
+  tasks.register_task(tasks.Task(TASK + "_text", tasks.get_task(TASK).source,
                                  pp.classification(TASK, [("sentence", "sentence")], LABELS), ("accuracy",)),
                       overwrite=True)
   with pytest.raises(errors.ConfigError, match="'rank' needs a classification task"):

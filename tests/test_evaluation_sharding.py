@@ -3,7 +3,6 @@ what one device gives, and evaluation during training runs on the trainer's plac
 (the same device arrays, placed once), not on a copy made per batch."""
 
 import gc
-import os
 import weakref
 
 import jax
@@ -12,10 +11,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from spot_jax import decoding, evaluation, sharding, train
-from spot_jax.data import preprocessors as pp
-from spot_jax.data import tasks, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
+from tests import cli_world as world_lib
 from tests import train_fixtures as fx
 
 MESHES = [(8, 1), (4, 2), (2, 4)]
@@ -101,17 +99,9 @@ def test_place_frozen_places_once_per_params_and_mesh(model_params):
 # ----------------------------------------------------------------------------- the evaluator
 
 
-def _rows(split):
-  del split
-  return [{"sentence": f"review number {i}", "label": int(i % 3 == 0)} for i in range(13)]
-
-
 @pytest.fixture(scope="module")
 def vocab(cli_world):
-  tasks.register_task(tasks.Task(TASK, tasks.InMemorySource(TASK, _rows),
-                                 pp.classification(TASK, [("sentence", "sentence")], LABELS), ("accuracy",),
-                                 label_words=LABELS, postprocessor="label"), overwrite=True)
-  return vocab_lib.SentencePieceVocab(os.path.join(cli_world.backbone, "spiece.model"))
+  return world_lib.register_yes_no_task(cli_world, TASK, rows=13)
 
 
 class _Backbone:

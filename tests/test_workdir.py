@@ -16,6 +16,7 @@ from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.checkpoints import workdir as workdir_lib
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
+from tests import cli_world as world_lib
 from tests import train_fixtures as fx
 from tests.test_gcs_paths import bucket  # noqa: F401 - the local gs:// stand-in fixture
 
@@ -32,15 +33,9 @@ def _train(tiny, workdir, frozen=None, **overrides):
                      prompt_init=prompt_lib.random_uniform(), verbose=False)
 
 
-def _snapshot(directory) -> dict:
-  """Every file's bytes under `directory`, but the lock file (its owner record changes per claim)."""
-  return {os.path.relpath(os.path.join(d, f), directory): open(os.path.join(d, f), "rb").read()
-          for d, _, files in os.walk(directory) for f in files if f != workdir_lib.LOCK_FILE}
-
-
 def test_a_different_config_is_refused_and_nothing_is_touched(tiny, tmp_path):
   _train(tiny, tmp_path / "run", num_train_steps=4, checkpoint_every=2)
-  before = _snapshot(tmp_path / "run")
+  before = world_lib.workdir_snapshot(tmp_path / "run")
   for change, named in (({"seed": 1}, "train.seed: 0 in the workdir, 1 now"),
                         ({"learning_rate": 0.1}, "train.learning_rate: 0.3 in the workdir, 0.1 now"),
                         ({"num_train_steps": 6}, "train.num_train_steps: 4 in the workdir, 6 now")):
@@ -49,7 +44,7 @@ def test_a_different_config_is_refused_and_nothing_is_touched(tiny, tmp_path):
     assert named in str(e.value)
     suggestion = str(e.value).rsplit("--config.train.allow_changes=", 1)[1]
     assert next(iter(change)) in suggestion.split(",")
-    assert _snapshot(tmp_path / "run") == before
+    assert world_lib.workdir_snapshot(tmp_path / "run") == before
   # The way out for a longer run: name the field; the change is recorded.
   longer = _train(tiny, tmp_path / "run", num_train_steps=6, checkpoint_every=2, allow_changes="num_train_steps")
   assert longer.step == 6

@@ -160,11 +160,16 @@ def _lock_gcs(path: epath.Path) -> epath.Path:
   return marker
 
 
+def _absolute(workdir: str | os.PathLike) -> epath.Path:
+  """The workdir as locks are keyed: absolute when local, as given on gs://."""
+  return epath.Path(os.path.abspath(workdir) if fileio.is_local(workdir) else os.fspath(workdir))
+
+
 def lock(workdir: str | os.PathLike) -> Claim:
   """Takes the workdir's exclusive lock for this process (creating the directory), or fails at once
   naming the process that holds it. Re-entrant within a process."""
   local = fileio.is_local(workdir)
-  path = epath.Path(os.path.abspath(workdir) if local else os.fspath(workdir))
+  path = _absolute(workdir)
   if os.fspath(path) in _HELD:
     held = _HELD[os.fspath(path)]
     held.depth += 1
@@ -204,8 +209,7 @@ def claim(workdir: str | os.PathLike, kind: str, identity: Mapping[str, Any],
 
 def is_held(workdir: str | os.PathLike) -> bool:
   """Whether this process holds `workdir`'s lock."""
-  local = fileio.is_local(workdir)
-  return os.fspath(os.path.abspath(workdir) if local else os.fspath(workdir)) in _HELD
+  return os.fspath(_absolute(workdir)) in _HELD
 
 
 def read_record(workdir: str | os.PathLike) -> Optional[dict]:
