@@ -7,7 +7,7 @@
 Why: sharding.py promises that frozen weights split over 'model' and that the prompt and its optimizer
 state stay tiny; this script shows what that means per device for Small..XXL, and which global batch
 fits a 16 GiB or 32 GiB accelerator. It runs on this CPU with 8 fake devices: every array is a
-`jax.ShapeDtypeStruct`, nothing is allocated. The step is the trainer's own (`train._jitted_step`:
+`jax.ShapeDtypeStruct`, nothing is allocated. The step is the trainer's own (`train.jitted_step`:
 `make_train_step` jitted with the trainer's in/out shardings, donation and XLA options), lowered and
 compiled for each mesh; `compiled.memory_analysis()` gives XLA's per-device buffer assignment.
 
@@ -142,7 +142,7 @@ def state_layout(setup: Setup) -> dict[str, tuple[Any, Any]]:
   opt_state = jax.eval_shape(train.make_optimizer(trainer_config(setup, 8)).init, prompt)
   return {"frozen": (frozen, sharding.logical_shardings(axes, frozen, mesh)),
           "prompt": (prompt, sharding.replicated(mesh)),
-          "opt_state": (opt_state, train._state_shardings(opt_state, mesh))}  # noqa: SLF001 - the trainer's
+          "opt_state": (opt_state, train.state_shardings(opt_state, mesh))}  # the trainer's
 
 
 def per_device(setup: Setup) -> dict[str, int]:
@@ -175,7 +175,7 @@ def measure(setup: Setup, batch: int) -> Measurement:
   optimizer = train.make_optimizer(tcfg)
   start = time.perf_counter()
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
-    step = train._jitted_step(model, optimizer, tcfg, "prompt", mesh, prompt_sh, opt_sh, frozen_sh)  # noqa: SLF001
+    step = train.jitted_step(model, optimizer, tcfg, "prompt", mesh, prompt_sh, opt_sh, frozen_sh)
     data = abstract_batch(setup, batch)
     compiled = step.lower(prompt, opt_state, frozen, data, jax.ShapeDtypeStruct((), jnp.int32)).compile()
   seconds = time.perf_counter() - start

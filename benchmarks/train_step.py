@@ -120,7 +120,7 @@ class JaxStep:
     self.batch = {k: jnp.asarray(v) for k, v in make_batch(cfg.vocab_size).items()}
     self.step_num = 0
     start = time.perf_counter()
-    # The trainer's step and XLA options (train._jitted_step), on one device.
+    # The trainer's step and XLA options (train.jitted_step), on one device.
     options = train.step_compiler_options() if compiler_options is None else compiler_options
     jitted = jax.jit(train.make_train_step(model, optimizer, tcfg), donate_argnums=(0, 1), compiler_options=options)
     self.compiled = jitted.lower(self.prompt, self.opt_state, self.frozen, self.batch,

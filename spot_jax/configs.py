@@ -40,6 +40,10 @@ def train_defaults() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
   c.embedding_step = 0  # >0: save the prompt at this step as the task embedding (SPoT library key)
+  # Jobs that train many prompts on one frozen model (library build, transfer grid, seeds) train this
+  # many in one step, each on its own examples with its own optimizer state: the same prompts as
+  # separate runs, the hardware used K times better (train.train_prompts).
+  c.prompts_per_step = 1
   # How this run may treat its workdir (they do not change the result):
   c.allow_changes = ""  # comma-separated fields allowed to differ from the workdir's run, e.g. "num_train_steps"
   c.fresh_start = False  # True: start over at step 0 when every checkpoint is unreadable (old prompts kept aside)
@@ -168,6 +172,7 @@ _TRAIN_RULES = {
     "checkpoint_every": _INT(1),
     "keep_checkpoints": _INT(1),
     "embedding_step": _INT(0),
+    "prompts_per_step": _INT(1),
     "allow_changes": _STR,
     "fresh_start": _BOOL,
 }

@@ -115,6 +115,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+  """K prompts' batches [K, B, ...] (train.train_prompts): each batch's rows over 'data'."""
+  return NamedSharding(mesh, P(None, "data"))
+
+
 def check_batch_fits(global_batch_size: int, mesh: Mesh) -> None:
   data = mesh.shape["data"]
   if global_batch_size % data:
@@ -122,9 +127,10 @@ def check_batch_fits(global_batch_size: int, mesh: Mesh) -> None:
                     f"Use a batch size that is a multiple of {data} or change mesh_shape.")
 
 
-def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """This process's rows -> one global array per key, split over 'data' (works single- and multi-host)."""
-  sharding = batch_sharding(mesh)
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh, stacked: bool = False) -> dict[str, jax.Array]:
+  """This process's rows -> one global array per key, split over 'data' (works single- and multi-host).
+  `stacked`: K batches [K, rows, ...], each split over 'data'."""
+  sharding = stacked_batch_sharding(mesh) if stacked else batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
 
 

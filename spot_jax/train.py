@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import flax.linen as nn
 import jax
@@ -119,7 +119,7 @@ def cross_entropy_sums(logits: Array, targets: Array, weights: Array, z_loss: fl
 
 def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTransformation,
                     cfg: ml_collections.ConfigDict, tune: str = "prompt", prompt_fn: Optional[Callable] = None,
-                    loss_fn: Optional[LossFn] = None) -> Callable:
+                    loss_fn: Optional[LossFn] = None, prompts_per_step: int = 1) -> Callable:
   """-> step(trainable, opt_state, frozen, batch, step) -> (trainable, opt_state, metrics).
 
   tune="prompt": trainable is the prompt [L, d_model], frozen the T5 params (the default); with
@@ -129,8 +129,13 @@ def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTrans
   to make the offline quickstart's backbone and as Lester et al.'s model-tuning baseline.
   `loss_fn(trainable, frozen, batch, rng) -> (summed loss, (summed reported loss, summed weight))`
   replaces the T5 cross-entropy (e.g. the projector's distance objective, whose batches are prompt pairs).
+
+  `prompts_per_step` = K > 1: K prompts in one step, each run's own step vmapped over them ->
+  step(prompts [K, L, d], opt_states [K, ...], frozen, batches [K, B, ...], step, seeds [K], active [K]).
+  Each prompt's gradient, Adafactor statistics and update clipping come from its own examples only,
+  its dropout from its own seed: the update its own run would make. An inactive prompt (one whose
+  run is already past `step`, e.g. after a resume) is left unchanged.
   """
-  base_rng = jax.random.key(cfg.seed)
 
   def t5_loss(trainable, frozen, batch, rng):
     prompt, t5_params = (trainable, frozen) if tune == "prompt" else (frozen, trainable)
@@ -145,7 +150,8 @@ def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTrans
 
   grad_fn = jax.grad(loss_fn or t5_loss, has_aux=True)  # w.r.t. `trainable` only
 
-  def step(trainable, opt_state, frozen, batch, step_num):
+  def update(trainable, opt_state, frozen, batch, step_num, base_rng):
+    """One run's step; `base_rng` is its seed's key."""
     rng = jax.random.fold_in(base_rng, step_num)
     accum = cfg.grad_accum_steps
     if accum == 1:
@@ -167,7 +173,25 @@ def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTrans
     metrics = {"loss": nll / denominator, "target_tokens": weight, "grad_norm": optax.tree.norm(grads)}
     return trainable, opt_state, metrics
 
-  return step
+  if prompts_per_step == 1:
+    base_rng = jax.random.key(cfg.seed)
+    return lambda trainable, opt_state, frozen, batch, step_num: update(
+        trainable, opt_state, frozen, batch, step_num, base_rng)
+
+  each = jax.vmap(update, in_axes=(0, 0, None, 0, None, 0))
+
+  def multi_step(prompts, opt_states, frozen, batches, step_num, seeds, active):
+    new_prompts, new_states, metrics = each(prompts, opt_states, frozen, batches, step_num,
+                                            jax.vmap(jax.random.key)(seeds))
+    keep = lambda new, old: jnp.where(active.reshape(active.shape + (1,) * (new.ndim - 1)), new, old)
+    return (jax.tree.map(keep, new_prompts, prompts), jax.tree.map(keep, new_states, opt_states), metrics)
+
+  return multi_step
+
+
+def itstime(done: int, every: int, total: int) -> bool:
+  """Periodic actions (log, eval, checkpoint) run every `every` steps and at the last step."""
+  return bool(every) and (done % every == 0 or done == total)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -214,29 +238,59 @@ def step_compiler_options() -> Optional[dict]:
 # Settings that do not change the compiled step: runs that differ only in these share one compile
 # (the quickstart and grids run dozens of short trainings in one process).
 _RUN_ONLY_FIELDS = ("num_train_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                    "embedding_step", "allow_changes", "fresh_start")
+                    "embedding_step", "allow_changes", "fresh_start", "prompts_per_step")
 # Settings that do not change a run's result: they may differ when a run resumes (the rest of
-# config.train is the run's identity; see checkpoints/workdir.py).
+# config.train is the run's identity; see checkpoints/workdir.py). A prompt trained with others in
+# one step (prompts_per_step) is the prompt its own run makes, so a run may resume either way.
 NOT_IDENTITY_FIELDS = ("log_every", "checkpoint_every", "keep_checkpoints", "mesh_shape", "allow_changes",
-                        "fresh_start")
+                       "fresh_start", "prompts_per_step")
 _STEP_CACHE: dict = {}
 
 
-def _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_shardings, frozen_shardings,
-                 prompt_fn=None, loss_fn=None):
+def jitted_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTransformation, cfg: ml_collections.ConfigDict,
+                tune: str, mesh: jax.sharding.Mesh, trainable_shardings: Any, opt_shardings: Any,
+                frozen_shardings: Any, prompt_fn: Optional[Callable] = None, loss_fn: Optional[LossFn] = None,
+                prompts_per_step: int = 1) -> Callable:
+  """`make_train_step` jitted with the trainer's shardings (batches over 'data', state donated);
+  cached, so runs that differ only in `_RUN_ONLY_FIELDS` share one compile. With K prompts per step
+  the batches are [K, B, ...], B over 'data'."""
   step_fields = {k: v for k, v in cfg.items() if k not in _RUN_ONLY_FIELDS}
   key = (model.config, model.prompt_length, tune, repr(sorted(step_fields.items())), mesh.shape_tuple,
-         tuple(d.id for d in mesh.devices.flat), jax.tree.structure(frozen_shardings), prompt_fn, loss_fn)
+         tuple(d.id for d in mesh.devices.flat), jax.tree.structure(frozen_shardings), prompt_fn, loss_fn,
+         prompts_per_step)
   if key not in _STEP_CACHE:
     if len(_STEP_CACHE) > 16:
       _STEP_CACHE.clear()
+    repl = sharding.replicated(mesh)
+    if prompts_per_step == 1:
+      inputs = (trainable_shardings, opt_shardings, frozen_shardings, sharding.batch_sharding(mesh), repl)
+    else:
+      inputs = (trainable_shardings, opt_shardings, frozen_shardings, sharding.stacked_batch_sharding(mesh), repl,
+                repl, repl)
     _STEP_CACHE[key] = jax.jit(
-        make_train_step(model, optimizer, cfg, tune, prompt_fn, loss_fn),
-        in_shardings=(trainable_shardings, opt_shardings, frozen_shardings, sharding.batch_sharding(mesh),
-                      sharding.replicated(mesh)),
-        out_shardings=(trainable_shardings, opt_shardings, sharding.replicated(mesh)),
+        make_train_step(model, optimizer, cfg, tune, prompt_fn, loss_fn, prompts_per_step),
+        in_shardings=inputs, out_shardings=(trainable_shardings, opt_shardings, repl),
         donate_argnums=(0, 1), compiler_options=step_compiler_options())
   return _STEP_CACHE[key]
+
+
+def state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
+  """Prompt-sized state (prompts, their optimizer state) is replicated on the mesh."""
+  return jax.tree.map(lambda _: sharding.replicated(mesh), state)
+
+
+@dataclasses.dataclass
+class PromptRun:
+  """One prompt of `train_prompts`: its own workdir, seed, data, initial prompt and evaluation, as
+  the arguments of its own `train` call would be."""
+
+  workdir: str
+  seed: int
+  train_iter: BatchIterator
+  prompt_init: prompt_lib.Initializer
+  evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None
+  name: str = "train"
+  run_identity: Optional[dict] = None
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, frozen_params: Any,
@@ -262,30 +316,66 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
   `frozen_fingerprint` is given), a digest of the initial trainable, and the caller's `run_identity`
   (e.g. task and data settings). A workdir holding a different run is refused.
   """
+  if (prompt_init is None) == (prompt_fn is None) or (prompt_fn is None) != (trainable_init is None):
+    raise ValueError("train() takes either prompt_init (tune a prompt) or prompt_fn and trainable_init (tune "
+                     "what makes the prompt).")
+  if prompt_fn is None:
+    run = PromptRun(workdir, cfg.seed, train_iter, prompt_init, evaluate, name, run_identity)
+    return train_prompts(cfg, [run], model_config=model_config, frozen_params=frozen_params, verbose=verbose,
+                         frozen_fingerprint=frozen_fingerprint)[0]
+  _check_prompt_cfg(cfg)
+  prompt_shape = (cfg.prompt_length, model_config.d_model)
+  prompt_lib.check_prompt_shape(jax.eval_shape(prompt_fn, trainable_init), prompt_shape, "prompt_fn(trainable)")
+  identity = {"trainer": "projector", **(run_identity or {}),
+              "frozen_model": frozen_fingerprint or fingerprint.model_fingerprint(model_config, frozen_params)}
+  member = _Member(workdir, cfg, train_iter, evaluate, name, identity,
+                   jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), trainable_init))
+  return _run([member], model_config=model_config, tune="prompt", prompt_length=cfg.prompt_length,
+              frozen=frozen_params, frozen_axes=t5.logical_axes(model_config), trainable_shardings=None,
+              verbose=verbose, prompt_fn=prompt_fn, loss_fn=loss_fn)[0]
+
+
+def train_prompts(cfg: ml_collections.ConfigDict, runs: Sequence[PromptRun], *, model_config: t5.T5Config,
+                  frozen_params: Any, verbose: bool = True,
+                  frozen_fingerprint: Optional[str] = None) -> list[TrainResult]:
+  """Trains one prompt per `PromptRun` on the frozen model, `cfg.prompts_per_step` of them per step.
+
+  Each run is exactly its own `train(cfg with its seed, run.workdir, ...)`: its workdir, identity,
+  checkpoints, resume, named prompts (best by its own evaluation, embedding, final) and TensorBoard
+  scalars are its own, and its updates come from its own examples (see `make_train_step`). Groups of
+  K share the frozen model's forward and backward passes, one compile, and the loop's overheads. A
+  run whose workdir is already further on (finished, or saved later before an interruption) waits
+  unchanged until the others catch up, so any mix of fresh and resumed runs trains correctly.
+  """
+  _check_prompt_cfg(cfg)
+  if not runs:
+    return []
+  prompt_shape = (cfg.prompt_length, model_config.d_model)
+  frozen_fingerprint = frozen_fingerprint or fingerprint.model_fingerprint(model_config, frozen_params)
+  members = []
+  for run in runs:
+    run_cfg = ml_collections.ConfigDict(cfg.to_dict())
+    run_cfg.seed = run.seed
+    initial = run.prompt_init(jax.random.key(run.seed + 1), prompt_shape)
+    prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
+    identity = {"trainer": "prompt", **(run.run_identity or {}), "frozen_model": frozen_fingerprint}
+    members.append(_Member(run.workdir, run_cfg, run.train_iter, run.evaluate, run.name, identity,
+                           jnp.asarray(initial, jnp.float32)))
+  k = cfg.get("prompts_per_step", 1)
+  results = []
+  for first in range(0, len(members), k):
+    results += _run(members[first:first + k], model_config=model_config, tune="prompt",
+                    prompt_length=cfg.prompt_length, frozen=frozen_params, frozen_axes=t5.logical_axes(model_config),
+                    trainable_shardings=None, verbose=verbose)
+  return results
+
+
+def _check_prompt_cfg(cfg: ml_collections.ConfigDict) -> None:
   configs.check_train(cfg)
   if cfg.embedding_step > cfg.num_train_steps:  # checked here: jobs set it per run (library keys, targets)
     raise errors.ConfigError(f"config.train.embedding_step = {cfg.embedding_step} is after the last step "
                              f"(num_train_steps = {cfg.num_train_steps}): it must be between 0 (no task "
                              "embedding) and num_train_steps.")
-  prompt_shape = (cfg.prompt_length, model_config.d_model)
-  if (prompt_init is None) == (prompt_fn is None) or (prompt_fn is None) != (trainable_init is None):
-    raise ValueError("train() takes either prompt_init (tune a prompt) or prompt_fn and trainable_init (tune "
-                     "what makes the prompt).")
-
-  def init_trainable(mesh):
-    if prompt_fn is not None:
-      prompt_lib.check_prompt_shape(jax.eval_shape(prompt_fn, trainable_init), prompt_shape, "prompt_fn(trainable)")
-      return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), trainable_init), sharding.replicated(mesh)
-    initial = prompt_init(jax.random.key(cfg.seed + 1), prompt_shape)
-    prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
-    return jnp.asarray(initial, jnp.float32), sharding.replicated(mesh)
-
-  identity = {"trainer": "prompt" if prompt_fn is None else "projector", **(run_identity or {}),
-              "frozen_model": frozen_fingerprint or fingerprint.model_fingerprint(model_config, frozen_params)}
-  return _run(cfg, workdir, model_config=model_config, tune="prompt", prompt_length=cfg.prompt_length,
-              frozen=frozen_params, frozen_axes=t5.logical_axes(model_config), init_trainable=init_trainable,
-              train_iter=train_iter, evaluate=evaluate, name=name, verbose=verbose, prompt_fn=prompt_fn,
-              loss_fn=loss_fn, identity=identity)
 
 
 def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, params: Any,
@@ -294,39 +384,67 @@ def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5
   """Model tuning (all T5 weights, no prompt) through the same loop; `TrainResult.params` holds the
   tuned weights. The offline quickstart makes its frozen backbone this way."""
   configs.check_train(cfg, prompt_tuning=False)
-
-  def init_trainable(mesh):
-    return (jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params),
-            sharding.logical_shardings(t5.logical_axes(model_config), params, mesh))
-
+  member = _Member(workdir, cfg, train_iter, evaluate, name, {"trainer": "model", **(run_identity or {})},
+                   jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params))
   empty_prompt = np.zeros((0, model_config.d_model), np.float32)
-  return _run(cfg, workdir, model_config=model_config, tune="model", prompt_length=0, frozen=empty_prompt,
-              frozen_axes=jax.sharding.PartitionSpec(), init_trainable=init_trainable, train_iter=train_iter,
-              evaluate=evaluate, name=name, verbose=verbose, identity={"trainer": "model", **(run_identity or {})})
+  return _run([member], model_config=model_config, tune="model", prompt_length=0, frozen=empty_prompt,
+              frozen_axes=jax.sharding.PartitionSpec(),
+              trainable_shardings=lambda mesh: sharding.logical_shardings(t5.logical_axes(model_config), params, mesh),
+              verbose=verbose)[0]
 
 
 # Parts of a run's identity that no `allow_changes` can change: the state would not fit or mean anything.
 _NEVER_CHANGEABLE = ("trainer", "frozen_model", "train.prompt_length")
 
 
-def _run(cfg, workdir, *, model_config, tune, prompt_length, frozen, frozen_axes, init_trainable, train_iter,
-         evaluate, name, verbose, identity, prompt_fn=None, loss_fn=None) -> TrainResult:
-  """The loop behind `train` and `tune_model`: the only training loop in spot_jax."""
+@dataclasses.dataclass
+class _Member:
+  """One run of a step (one prompt of K): what it was given, then its workdir claim and bookkeeping."""
+
+  workdir: str
+  cfg: ml_collections.ConfigDict  # the run's own config.train (its seed)
+  train_iter: BatchIterator
+  evaluate: Optional[Callable]
+  name: str
+  identity: dict
+  initial: Any  # the initial trainable (host or device arrays)
+  claim: Optional[workdir_lib.Claim] = None
+  checkpointer: Optional[train_state.TrainCheckpointer] = None
+  writer: Any = None
+  start_step: int = 0
+  best_score: Optional[float] = None
+  best_step: Optional[int] = None
+  eval_history: list = dataclasses.field(default_factory=list)
+  train_history: list = dataclasses.field(default_factory=list)
+
+  def result(self, prompt, params) -> TrainResult:
+    return TrainResult(prompt=prompt, params=params, step=self.cfg.num_train_steps, best_score=self.best_score,
+                       best_step=self.best_step, eval_history=self.eval_history, train_history=self.train_history)
+
+
+def _run(members: list[_Member], *, model_config, tune, prompt_length, frozen, frozen_axes, trainable_shardings,
+         verbose, prompt_fn=None, loss_fn=None) -> list[TrainResult]:
+  """Claims each member's workdir (its identity checked), then runs `_loop`: the only training loop."""
+  cfg = members[0].cfg
   mesh = sharding.make_mesh(cfg.mesh_shape)
   sharding.check_batch_fits(cfg.batch_size, mesh)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
-    trainable, trainable_shardings = init_trainable(mesh)
-  identity = {**identity, "train": {k: v for k, v in cfg.items() if k not in NOT_IDENTITY_FIELDS},
-              "model": dataclasses.asdict(model_config), "initial_prompt_digest": fingerprint.tree_digest(trainable)}
-  claim = workdir_lib.claim(workdir, "train", identity, workdir_lib.parse_allow_changes(cfg.allow_changes),
-                            never_changeable=_NEVER_CHANGEABLE)
   try:
-    return _loop(cfg, workdir, claim, mesh=mesh, model_config=model_config, tune=tune, prompt_length=prompt_length,
-                 frozen=frozen, frozen_axes=frozen_axes, trainable=trainable,
-                 trainable_shardings=trainable_shardings, train_iter=train_iter, evaluate=evaluate, name=name,
-                 verbose=verbose, prompt_fn=prompt_fn, loss_fn=loss_fn)
+    for member in members:
+      identity = {**member.identity, "train": {k: v for k, v in member.cfg.items() if k not in NOT_IDENTITY_FIELDS},
+                  "model": dataclasses.asdict(model_config),
+                  "initial_prompt_digest": fingerprint.tree_digest(member.initial)}
+      member.claim = workdir_lib.claim(member.workdir, "train", identity,
+                                       workdir_lib.parse_allow_changes(member.cfg.allow_changes),
+                                       never_changeable=_NEVER_CHANGEABLE)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
+      shardings = trainable_shardings(mesh) if trainable_shardings else sharding.replicated(mesh)
+      return _loop(members, mesh=mesh, model_config=model_config, tune=tune, prompt_length=prompt_length,
+                   frozen=frozen, frozen_axes=frozen_axes, trainable_shardings=shardings, verbose=verbose,
+                   prompt_fn=prompt_fn, loss_fn=loss_fn)
   finally:
-    claim.release()
+    for member in members:
+      if member.claim is not None:
+        member.claim.release()
 
 
 def _better(score: float, best: Optional[float]) -> bool:
@@ -349,114 +467,173 @@ def _set_aside_named_prompts(workdir: epath.Path, is_writer: bool) -> None:
   distributed.sync("spot_jax_prompts_set_aside")
 
 
-def _loop(cfg, workdir, claim, *, mesh, model_config, tune, prompt_length, frozen, frozen_axes, trainable,
-          trainable_shardings, train_iter, evaluate, name, verbose, prompt_fn, loss_fn) -> TrainResult:
-  """Restore or start, then `for step in ...`: train step / log / eval + best prompt / checkpoint."""
-  workdir_path = claim.path
+class _Stack:
+  """K members' states <-> the step's state: the state itself for one member, stacked on a new
+  leading axis for several (prompt-sized, replicated arrays)."""
+
+  def __init__(self, size: int, mesh: jax.sharding.Mesh):
+    self.size = size
+    repl = sharding.replicated(mesh)
+    self._join = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states), out_shardings=repl)
+    self._take = jax.jit(lambda state, i: jax.tree.map(lambda x: x[i], state), out_shardings=repl)
+
+  def join(self, states: list) -> Any:
+    return states[0] if self.size == 1 else self._join(states)
+
+  def part(self, state: Any, index: int) -> Any:
+    return state if self.size == 1 else self._take(state, jnp.asarray(index, jnp.int32))
+
+
+def _loop(members: list[_Member], *, mesh, model_config, tune, prompt_length, frozen, frozen_axes,
+          trainable_shardings, verbose, prompt_fn, loss_fn) -> list[TrainResult]:
+  """Restore or start each member, then `for step in ...`: train step / log / eval + best prompt /
+  checkpoint, per member."""
+  cfg = members[0].cfg
+  k = len(members)
   model = prompt_lib.PromptedT5(model_config, prompt_length)
   optimizer = make_optimizer(cfg) if tune == "prompt" else make_model_optimizer(cfg)
   repl = sharding.replicated(mesh)
   is_writer = jax.process_index() == 0
   named_prompts = tune == "prompt"
   as_prompt = jax.jit(prompt_fn) if prompt_fn is not None else (lambda trainable: trainable)
+  stack = _Stack(k, mesh)
 
-  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
-    frozen_shardings = sharding.logical_shardings(frozen_axes, frozen, mesh)
-    # Placed once, never copied or updated; a prompt run's frozen T5 is the copy evaluation reuses.
-    frozen = (sharding.place_frozen(frozen, model_config, mesh) if tune == "prompt"
-              else jax.device_put(frozen, frozen_shardings))
-    trainable = jax.device_put(trainable, trainable_shardings)
-    # Prompt optimizer state is replicated; that of model weights follows the weights (XLA decides).
-    opt_init = jax.jit(optimizer.init, out_shardings=(
-        _state_shardings(jax.eval_shape(optimizer.init, trainable), mesh) if tune == "prompt" else None))
+  frozen_shardings = sharding.logical_shardings(frozen_axes, frozen, mesh)
+  # Placed once, never copied or updated; a prompt run's frozen T5 is the copy evaluation reuses.
+  frozen = (sharding.place_frozen(frozen, model_config, mesh) if tune == "prompt"
+            else jax.device_put(frozen, frozen_shardings))
+  # Prompt optimizer state is replicated; that of model weights follows the weights (XLA decides).
+  opt_init = jax.jit(optimizer.init, out_shardings=(
+      state_shardings(jax.eval_shape(optimizer.init, members[0].initial), mesh) if tune == "prompt" else None))
+  states = []
+  for member in members:
+    workdir_path = member.claim.path
+    trainable = jax.device_put(member.initial, trainable_shardings)
     opt_state = opt_init(trainable)
-    opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
     abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                                   {"trainable": trainable, "opt_state": opt_state,
                                    "step": jax.device_put(jnp.zeros((), jnp.int32), repl)})
-    checkpointer = train_state.TrainCheckpointer(str(workdir_path / "checkpoints"), cfg.checkpoint_every,
-                                                 cfg.keep_checkpoints)
-    restored = checkpointer.restore_latest(abstract_state, fresh_start=cfg.fresh_start)
-    if checkpointer.started_over:
+    member.checkpointer = train_state.TrainCheckpointer(str(workdir_path / "checkpoints"), cfg.checkpoint_every,
+                                                        cfg.keep_checkpoints)
+    restored = member.checkpointer.restore_latest(abstract_state, fresh_start=member.cfg.fresh_start)
+    if member.checkpointer.started_over:
       _set_aside_named_prompts(workdir_path, is_writer)
-    start_step = 0
     if restored is not None:
-      start_step, state, data_state = restored
-      if start_step > cfg.num_train_steps:
+      member.start_step, state, data_state = restored
+      if member.start_step > cfg.num_train_steps:
         raise errors.WorkdirError(
-            f"Workdir {workdir_path} holds a checkpoint at step {start_step}, past num_train_steps = "
+            f"Workdir {workdir_path} holds a checkpoint at step {member.start_step}, past num_train_steps = "
             f"{cfg.num_train_steps}: a run cannot be shortened after the fact. Use another --workdir.")
-      train_iter.set_state(data_state)
+      member.train_iter.set_state(data_state)
       trainable, opt_state = state["trainable"], state["opt_state"]
-      logging.info("[%s] resumed from step %d", name, start_step)
+      logging.info("[%s] resumed from step %d", member.name, member.start_step)
       if verbose:
-        print(f"[{name}] resumed from checkpoint at step {start_step}", flush=True)
-
-    step_fn = _jitted_step(model, optimizer, cfg, tune, mesh, trainable_shardings, opt_shardings,
-                           frozen_shardings, prompt_fn, loss_fn)
-
-    writer = metric_writers.create_default_writer(
+        print(f"[{member.name}] resumed from checkpoint at step {member.start_step}", flush=True)
+    states.append((trainable, opt_state))
+    member.writer = metric_writers.create_default_writer(
         str(workdir_path / "tensorboard"), just_logging=not is_writer, asynchronous=False)
-    if start_step == 0:
-      writer.write_hparams({k: str(v) for k, v in cfg.items()})
-    best_meta = prompt_io.load_named_metadata(workdir, "best") if named_prompts else None
-    best_score = best_meta["score"] if best_meta else None
-    best_step = best_meta["step"] if best_meta else None
-    eval_history: list[dict] = []
-    train_history: list[dict] = []
-    progress = _Progress(name, cfg.num_train_steps, start_step)
-    window_start, window_steps = time.perf_counter(), 0
-    schedule = make_schedule(cfg)
+    if member.start_step == 0:
+      member.writer.write_hparams({key: str(v) for key, v in member.cfg.items()})
+    best_meta = prompt_io.load_named_metadata(member.workdir, "best") if named_prompts else None
+    member.best_score = best_meta["score"] if best_meta else None
+    member.best_step = best_meta["step"] if best_meta else None
+  trainable = stack.join([t for t, _ in states])
+  opt_state = stack.join([o for _, o in states])
+  del states
+  opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+  step_fn = jitted_step(model, optimizer, cfg, tune, mesh, jax.tree.map(lambda x: x.sharding, trainable),
+                        opt_shardings, jax.tree.map(lambda x: x.sharding, frozen), prompt_fn, loss_fn, k)
+  seeds = jax.device_put(np.asarray([m.cfg.seed for m in members], np.int32), repl)
 
-    def save_named(which, metadata):
-      if named_prompts and is_writer:
-        prompt_io.save_named_prompt(workdir, which, np.asarray(jax.device_get(as_prompt(trainable))), metadata)
+  start_step = min(m.start_step for m in members)
+  name = members[0].name if k == 1 else f"{k} prompts: {members[0].name} .. {members[-1].name}"
+  progress = _Progress(name, cfg.num_train_steps, start_step)
+  window_start, window_steps = time.perf_counter(), 0
+  schedule = make_schedule(cfg)
 
-    for step in range(start_step, cfg.num_train_steps):
-      batch = sharding.global_batch(next(train_iter), mesh)
+  def save_named(member, prompt, which, metadata):
+    if named_prompts and is_writer:
+      prompt_io.save_named_prompt(member.workdir, which, np.asarray(prompt), metadata)
+
+  def host_prompts():  # every member's current prompt (model tuning: its params), on the host
+    value = jax.device_get(as_prompt(trainable))
+    return [value] if k == 1 else list(np.asarray(value))
+
+  template = None
+  for step in range(start_step, cfg.num_train_steps):
+    active = [step >= m.start_step for m in members]
+    local = [next(m.train_iter) if on else None for m, on in zip(members, active)]
+    if k == 1:
+      batch = sharding.global_batch(local[0], mesh)
       trainable, opt_state, metrics = step_fn(trainable, opt_state, frozen, batch, jnp.asarray(step, jnp.int32))
-      done = step + 1
-      window_steps += 1
+    else:
+      template = template or next(b for b in local if b is not None)
+      local = [b if b is not None else jax.tree.map(np.zeros_like, template) for b in local]
+      batch = sharding.global_batch({key: np.stack([b[key] for b in local]) for key in template}, mesh, stacked=True)
+      trainable, opt_state, metrics = step_fn(trainable, opt_state, frozen, batch, jnp.asarray(step, jnp.int32),
+                                              seeds, jax.device_put(np.asarray(active), repl))
+    done = step + 1
+    window_steps += 1
+    due = [m for m, on in zip(members, active) if on]
+    prompts = None
 
-      if cfg.embedding_step and done == cfg.embedding_step:
-        save_named("embedding", {"step": done})
+    if cfg.embedding_step and done == cfg.embedding_step:
+      prompts = host_prompts()
+      for i, member in enumerate(members):
+        if active[i]:
+          save_named(member, prompts[i], "embedding", {"step": done})
 
-      if done % cfg.log_every == 0 or done == cfg.num_train_steps:
-        metrics = jax.device_get(metrics)
-        elapsed = time.perf_counter() - window_start
-        scalars = {"train/loss": float(metrics["loss"]), "train/grad_norm": float(metrics["grad_norm"]),
-                   "train/learning_rate": float(schedule(step)),
-                   "train/steps_per_sec": window_steps / elapsed,
-                   "train/examples_per_sec": window_steps * cfg.batch_size / elapsed}
-        writer.write_scalars(done, scalars)
-        train_history.append({"step": done, **scalars})
-        if verbose and is_writer:
-          print(progress.line(done, scalars["train/loss"]), flush=True)
-        window_start, window_steps = time.perf_counter(), 0
+    if itstime(done, cfg.log_every, cfg.num_train_steps):
+      metrics = jax.device_get(metrics)
+      elapsed = time.perf_counter() - window_start
+      losses = np.atleast_1d(metrics["loss"])
+      for i, member in enumerate(members):
+        if not active[i]:
+          continue
+        scalars = {"train/loss": float(losses[i]), "train/grad_norm": float(np.atleast_1d(metrics["grad_norm"])[i]),
+                   "train/learning_rate": float(schedule(step)), "train/steps_per_sec": window_steps / elapsed,
+                   "train/examples_per_sec": window_steps * cfg.batch_size * len(due) / elapsed}
+        member.writer.write_scalars(done, scalars)
+        member.train_history.append({"step": done, **scalars})
+      if verbose and is_writer:
+        print(progress.line(done, float(np.mean(losses[np.asarray(active)]))), flush=True)
+      window_start, window_steps = time.perf_counter(), 0
 
-      if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.num_train_steps):
-        results = dict(evaluate(jax.device_get(as_prompt(trainable))))
-        if "score" not in results:
-          raise ValueError(f"evaluate() must return a 'score'; got keys {sorted(results)}.")
-        writer.write_scalars(done, {f"eval/{k}": float(v) for k, v in results.items()})
-        eval_history.append({"step": done, **{k: float(v) for k, v in results.items()}})
-        if _better(float(results["score"]), best_score):
-          best_score, best_step = float(results["score"]), done
-          save_named("best", {"step": done, "score": best_score, "metrics": results})
-        if verbose and is_writer:
-          print(f"[{name}] eval at step {done}: " + ", ".join(f"{k}={v:.2f}" for k, v in results.items())
-                + f" (best {best_score:.2f} at step {best_step})", flush=True)
+    if itstime(done, cfg.eval_every, cfg.num_train_steps) and any(m.evaluate for m in due):
+      prompts = prompts or host_prompts()
+      for i, member in enumerate(members):
+        if active[i] and member.evaluate is not None:
+          _evaluate(member, prompts[i], done, verbose and is_writer, save_named)
 
-      if done % cfg.checkpoint_every == 0 or done == cfg.num_train_steps:
-        checkpointer.save(done, {"trainable": trainable, "opt_state": opt_state,
-                                 "step": jnp.asarray(done, jnp.int32)}, train_iter.get_state(), force=True)
+    if itstime(done, cfg.checkpoint_every, cfg.num_train_steps):
+      for i, member in enumerate(members):
+        if active[i]:
+          member.checkpointer.save(done, {"trainable": stack.part(trainable, i), "opt_state": stack.part(opt_state, i),
+                                          "step": jnp.asarray(done, jnp.int32)},
+                                   member.train_iter.get_state(), force=True)
 
-    final = jax.device_get(trainable)
-    final_prompt = np.asarray(jax.device_get(as_prompt(trainable))) if named_prompts else None
-    save_named("final", {"step": cfg.num_train_steps})
-    writer.flush()
-    checkpointer.close()
-    distributed.sync("spot_jax_train_end")  # every process sees the named prompts once train() returns
-  return TrainResult(prompt=final_prompt, params=final if prompt_fn is not None or not named_prompts else None,
-                     step=cfg.num_train_steps, best_score=best_score,
-                     best_step=best_step, eval_history=eval_history, train_history=train_history)
+  final = jax.device_get(trainable)
+  prompts = [np.asarray(p) for p in host_prompts()] if named_prompts else [None] * k
+  results = []
+  for i, member in enumerate(members):
+    save_named(member, prompts[i], "final", {"step": cfg.num_train_steps})
+    member.writer.flush()
+    member.checkpointer.close()
+    results.append(member.result(prompts[i], final if prompt_fn is not None or not named_prompts else None))
+  distributed.sync("spot_jax_train_end")  # every process sees the named prompts once train() returns
+  return results
+
+
+def _evaluate(member: _Member, prompt: np.ndarray, done: int, show: bool, save_named: Callable) -> None:
+  """Evaluates one member's prompt; a new best is written as its `best` named prompt."""
+  results = dict(member.evaluate(prompt))
+  if "score" not in results:
+    raise ValueError(f"evaluate() must return a 'score'; got keys {sorted(results)}.")
+  member.writer.write_scalars(done, {f"eval/{key}": float(v) for key, v in results.items()})
+  member.eval_history.append({"step": done, **{key: float(v) for key, v in results.items()}})
+  if _better(float(results["score"]), member.best_score):
+    member.best_score, member.best_step = float(results["score"]), done
+    save_named(member, prompt, "best", {"step": done, "score": member.best_score, "metrics": results})
+  if show:
+    print(f"[{member.name}] eval at step {done}: " + ", ".join(f"{key}={v:.2f}" for key, v in results.items())
+          + f" (best {member.best_score:.2f} at step {member.best_step})", flush=True)
