@@ -6,7 +6,8 @@ come from Google's `t5` library (0.9.4): `t5.evaluation.metrics`, the per-task m
 `t5.data.glue_utils` and the benchmark averages of `t5.evaluation.eval_utils.compute_avg_glue`.
 So the functions below carry T5's names, take T5's postprocessed values and return T5's dicts
 ({key: value}, percentages where T5 gives percentages), in plain numpy, without TensorFlow, `t5`,
-scikit-learn or scipy at runtime. tests/test_metrics_t5.py checks them against values that `t5`
+scikit-learn or scipy at runtime; BLEU and ROUGE call sacrebleu and rouge-score, as T5
+does. tests/test_metrics_t5.py checks them against values that `t5`
 itself produced (tests/fixtures/t5_reference.json) and, on other inputs, against scikit-learn and
 scipy, which T5 calls.
 
@@ -16,6 +17,8 @@ T5's metric list per task (glue_utils.GLUE_METRICS / SUPERGLUE_METRICS), in thes
   `pearson_corrcoef`, `spearman_corrcoef`; CB `mean_multiclass_f1(3)`, `accuracy`; MultiRC
   `multirc_f1_over_all_answers`, `mean_group_metric(all_match)`; ReCoRD
   `deduplicate_metric(squad)`; SQuAD `squad`.
+The generation tasks of the Table-1 mixtures (spot_jax.data.spot_tasks): WMT `bleu`;
+  summarization `rouge`; GEM `rouge`, `bleu`; MRQA `squad`.
 
 Conventions:
 - Inputs are what T5's postprocessors make (`spot_jax.data.postprocessors`): label indices for
@@ -351,6 +354,64 @@ def deduplicate_metric(metric_fn: MetricFn, group_key: str = "group", value_key:
 
   fn.__name__ = name
   return fn
+
+
+# ----------------------------------------------------------------------------- generation
+# T5's metrics of its translation / summarization tasks, which the Table-1 mixtures' generation
+# members (WMT, summarization, GEM) use. They call the field's libraries, as T5 does: sacrebleu
+# and rouge-score (imported on first use; both are dependencies of spot_jax).
+
+
+def bleu(targets: Sequence[Any], predictions: Sequence[str], tokenizer: str = "intl") -> dict[str, float]:
+  """T5's `bleu`: sacrebleu's corpus BLEU (0-100) with exponential smoothing, `intl` tokenisation,
+  case-sensitive, no effective order. `targets` are strings (one reference each) or lists of
+  strings, which T5 hands to sacrebleu unchanged as its reference *streams* (stream i =
+  `targets[i]`, read against the predictions in order); kept as T5 does it, quirk included."""
+  import sacrebleu  # pylint: disable=import-outside-toplevel
+
+  _check_pair("bleu", targets, predictions)
+  if isinstance(targets[0], list):
+    references = [list(t) for t in targets]
+  else:
+    references = [list(targets)]
+  score = sacrebleu.corpus_bleu(list(predictions), references, smooth_method="exp", smooth_value=0.0,
+                                force=False, lowercase=False, tokenize=tokenizer, use_effective_order=False)
+  return {"bleu": float(score.score)}
+
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeLsum")
+
+
+def _prepare_summary(summary: str) -> str:
+  """T5's rouge preprocessing: a newline after every ' . ', so that rougeLsum sees sentences."""
+  return summary.replace(" . ", " .\n")
+
+
+def rouge(targets: Sequence[str], predictions: Sequence[str], score_keys: Sequence[str] = ROUGE_KEYS,
+          seed: Optional[int] = 0, **scorer_kwargs) -> dict[str, float]:
+  """T5's `rouge`: rouge-score's F-measures (0-100) of `score_keys` (rouge1, rouge2, rougeLsum),
+  each summary split into sentences at ' . ' (T5's `_prepare_summary`), aggregated over examples
+  by rouge-score's `BootstrapAggregator` (the median of 1000 bootstrap means, T5's `mid`).
+
+  T5 draws the bootstrap from numpy's global RNG, so its value depends on the RNG state; here the
+  global RNG is seeded with `seed` for the call and restored after it (`seed=0` gives T5's value
+  after `np.random.seed(0)`; None: use the global state as it is, exactly as T5)."""
+  from rouge_score import rouge_scorer, scoring  # pylint: disable=import-outside-toplevel
+
+  _check_pair("rouge", targets, predictions)
+  scorer = rouge_scorer.RougeScorer(rouge_types=list(score_keys), **scorer_kwargs)
+  aggregator = scoring.BootstrapAggregator()
+  for prediction, target in zip(predictions, targets):
+    aggregator.add_scores(scorer.score(target=_prepare_summary(target), prediction=_prepare_summary(prediction)))
+  state = np.random.get_state() if seed is not None else None
+  try:
+    if seed is not None:
+      np.random.seed(seed)
+    result = aggregator.aggregate()
+  finally:
+    if state is not None:
+      np.random.set_state(state)
+  return {key: float(result[key].mid.fmeasure * 100) for key in score_keys}
 
 
 # ----------------------------------------------------------------------------- benchmark averages

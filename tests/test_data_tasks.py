@@ -12,6 +12,7 @@ from tensorflow_datasets.testing import mocking
 
 from spot_jax.data import pipeline, tasks, vocab
 from spot_jax.data import preprocessors as pp
+from spot_jax.data import spot_tasks
 
 TFDS_TASKS = sorted(n for n in tasks.list_tasks()
                     if isinstance(tasks.get_task(n).source, tasks.TfdsSource) and not n.startswith("synth_"))
@@ -49,8 +50,18 @@ def _fixed_mock_source(fix):
 
 
 def _fix_hellaswag(ex, i):
-  ex["endings"] = ex["endings"][:4]
-  ex["label"] = np.int32(i % len(ex["endings"]))
+  ex["endings"] = np.array([f"ending {j}" for j in range(4)])  # HellaSwag has four endings
+  ex["label"] = np.int32(i % 4)
+  return ex
+
+
+def _fix_sentiment140(ex, i):
+  ex["polarity"] = np.int32((0, 2, 4)[i % 3])  # Sentiment140's polarities
+  return ex
+
+
+def _fix_mrqa(ex, i):
+  ex["answers"] = np.array([f"answer {i}", "other"])  # every MRQA question has an answer
   return ex
 
 
@@ -69,7 +80,8 @@ def _fix_wsc(ex, i):
   return ex
 
 
-_FIXES = {"hellaswag": _fix_hellaswag, "race": _fix_race, "wsc": _fix_wsc}
+_FIXES = {"hellaswag": _fix_hellaswag, "race": _fix_race, "wsc": _fix_wsc, "sentiment140": _fix_sentiment140,
+          **{f"mrqa_{d}": _fix_mrqa for d in spot_tasks.MRQA_DATASETS}}
 
 
 def _check_batch(batch, batch_size, input_length, target_length):
@@ -105,7 +117,7 @@ def test_tfds_task_yields_tokenized_examples(voc, name):
       assert ex["targets"] in task.label_words and task.label_words[ex["label"]] == ex["targets"]
   # Scoring a perfect prediction of the eval examples works end to end.
   result = task.evaluate(examples, [ex["targets"] for ex in examples])
-  assert 0.0 <= result["score"] <= 100.0 or math.isnan(result["score"])
+  assert 0.0 <= result["score"] <= 100.0 + 1e-9 or math.isnan(result["score"])  # BLEU may give 100 + 4e-14
 
 
 def test_registry_holds_glue_super_glue_and_the_26_spot_tasks():
@@ -142,11 +154,20 @@ def _write_jsonl(path, rows):
       f.write(json.dumps(r) + "\n\n")  # blank lines are skipped
 
 
+_LOCAL_ROWS = {  # a row of each local-file task, in the reference's columns
+    "cr": lambda i: {"text": f"great phone {i}", "label": i % 2},
+    "cxc": lambda i: {"sentence1": f"a dog {i}", "sentence2": "a cat", "label": (i % 6) * 0.93},
+    "abductive_nli": lambda i: {"obs1": f"Ann woke {i}.", "obs2": "She was late.", "hyp1": "She slept in.",
+                                "hyp2": "She ran.", "label": 2 + i % 2},
+    "social_iqa": lambda i: {"context": f"Kim paid {i}.", "question": "Why?", "answerA": "to be kind",
+                             "answerB": "to leave", "answerC": "no reason", "label": i % 3},
+}
+
+
 @pytest.mark.parametrize("name", LOCAL_TASKS)
 def test_local_file_task_reads_jsonl(voc, tmp_path, name):
-  assert set(LOCAL_TASKS) == {"cr", "cxc"}
-  row = {"cr": lambda i: {"sentence": f"great phone {i}", "label": i % 2},
-         "cxc": lambda i: {"sentence1": f"a dog {i}", "sentence2": "a cat", "score": (i % 6) * 0.93}}[name]
+  assert set(LOCAL_TASKS) == set(_LOCAL_ROWS)
+  row = _LOCAL_ROWS[name]
   for split in ("train", "validation"):
     _write_jsonl(str(tmp_path / name / f"{split}.jsonl"), [row(i) for i in range(9)])
   it = pipeline.make_train_iterator(name, voc, batch_size=3, input_length=24, target_length=6, seed=0,
@@ -156,13 +177,18 @@ def test_local_file_task_reads_jsonl(voc, tmp_path, name):
   assert len(examples) == 9
   if name == "cxc":
     assert [e["targets"] for e in examples[:3]] == ["0.0", "1.0", "1.8"]  # rounded to 0.2, as STS-B
+  elif name == "cr":
+    assert examples[1]["inputs"] == "cr text: great phone 1" and examples[1]["targets"] == "positive"
+  elif name == "abductive_nli":  # choices[label] over [obs1, obs2, hyp1, hyp2], as the reference
+    assert [e["targets"] for e in examples[:2]] == ["She slept in.", "She ran."]
   else:
-    assert examples[1]["inputs"] == "cr sentence: great phone 1" and examples[1]["targets"] == "positive"
+    assert examples[1]["targets"] == "to leave"
 
 
 def test_local_file_task_reads_tsv(voc, tmp_path):
+  """The reference's TSV layout (an index column, then the fields; a header row)."""
   (tmp_path / "cr").mkdir()
-  (tmp_path / "cr" / "train.tsv").write_text("sentence\tlabel\nbad battery\t0\nnice screen\t1\n")
+  (tmp_path / "cr" / "train.tsv").write_text("index\ttext\tlabel\n0\tbad battery\t0\n1\tnice screen\t1\n")
   examples = pipeline.load_eval_examples("cr", voc, split="train", input_length=16, data_dir=str(tmp_path))
   assert [e["targets"] for e in examples] == ["negative", "positive"]
 
@@ -179,8 +205,8 @@ def test_missing_local_file_says_what_exists_and_what_is_expected(tmp_path):
 
 
 def test_local_file_with_wrong_fields_is_refused(tmp_path):
-  _write_jsonl(str(tmp_path / "cr" / "train.jsonl"), [{"text": "x", "label": 1}])
-  with pytest.raises(ValueError, match="lacks fields \\['sentence'\\]"):
+  _write_jsonl(str(tmp_path / "cr" / "train.jsonl"), [{"sentence": "x", "label": 1}])
+  with pytest.raises(ValueError, match="lacks fields \\['text'\\]"):
     tasks.get_task("cr").source.open("train", str(tmp_path))
 
 
@@ -347,7 +373,7 @@ def test_tfds_versions_are_pinned_and_overridable():
 
 def test_task_definition_errors_name_the_choices():
   with pytest.raises(ValueError, match="unknown metrics"):
-    tasks.Task("x", None, pp.passthrough(), metric_names=("bleu",))
+    tasks.Task("x", None, pp.passthrough(), metric_names=("meteor",))
   with pytest.raises(ValueError, match="needs label_words"):
     tasks.Task("x", None, pp.passthrough(), postprocessor="label")
   with pytest.raises(ValueError, match="already registered"):

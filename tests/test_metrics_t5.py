@@ -53,9 +53,11 @@ DIRECT = {
     "mean_group_metric(all_match)": m.mean_group_metric(m.all_match),
     "deduplicate_metric(squad)": m.deduplicate_metric(m.squad),
     "sequence_accuracy": m.sequence_accuracy,
+    "bleu": m.bleu,
+    "rouge": m.rouge,  # seed=0: the fixture seeded numpy's global RNG with 0 before each rouge call
 }
-# In the fixture but not ported: no SPoT task (GLUE, SuperGLUE, QA, classification) is scored by them.
-NOT_PORTED = {"bleu", "rouge", "edit_distance", "rank_classification"}
+# In the fixture but not ported: no SPoT task is scored by them.
+NOT_PORTED = {"edit_distance", "rank_classification"}
 CALLS = FIXTURE["metric_fns"]
 
 
@@ -71,6 +73,26 @@ def test_metric_fn_equals_t5(call):
   targets = [_number(x) for x in call["targets"]] if numeric else call["targets"]
   predictions = [_number(x) for x in call["predictions"]] if numeric else call["predictions"]
   assert_metrics_equal(DIRECT[call["fn"]](targets, predictions), call["result"])
+
+
+@pytest.mark.parametrize("call", [c for c in CALLS if c["fn"] in ("bleu", "rouge")], ids=lambda c: c["name"])
+def test_generation_metrics_equal_t5_to_1e_6(call):
+  """BLEU (sacrebleu) and ROUGE (rouge-score, bootstrap-aggregated) as T5 computes them."""
+  got = DIRECT[call["fn"]](call["targets"], call["predictions"])
+  assert set(got) == set(call["result"])
+  for key, expected in call["result"].items():
+    assert abs(got[key] - expected) <= 1e-6, (key, got[key], expected)
+
+
+def test_rouge_restores_the_global_rng_and_is_reproducible():
+  targets, predictions = ["a b c . d e .", "x y z ."], ["a b . d .", "x z ."]
+  np.random.seed(123)
+  before = np.random.random()
+  np.random.seed(123)
+  first = m.rouge(targets, predictions)
+  assert np.random.random() == before  # the call left numpy's global RNG where it was
+  assert m.rouge(targets, predictions) == first
+  assert set(first) == {"rouge1", "rouge2", "rougeLsum"}
 
 
 # ----------------------------------------------------------------------------- task_metrics: T5's lists per task

@@ -1,7 +1,8 @@
 """Mixtures: several tasks sampled at fixed rates into one training stream.
 
-Why this exists: SPoT's strongest generic source prompts are trained on task mixtures (GLUE,
-SuperGLUE, NLI, paraphrase, sentiment, reading comprehension, commonsense), and targeted SPoT's
+Why this exists: SPoT's strongest generic source prompts are trained on task mixtures (the rows of
+the paper's Table 1, `TABLE_1_MIXTURES`: GLUE, SuperGLUE, NLI, paraphrase, sentiment, MRQA, RAINBOW,
+translation, summarization, GEM, All), and targeted SPoT's
 third strategy mixes the top-k retrieved sources with the target. T5 mixes *examples-
 proportionally with a cap*: rate_i ∝ min(n_i, cap)^(1/temperature), so a huge task (C4, QQP) does
 not drown the small ones; temperature > 1 flattens the rates further.
@@ -112,16 +113,47 @@ def is_mixture(name: str) -> bool:
   return name in _MIXTURES
 
 
-# The paper's source mixtures, as far as the registered tasks allow (Vu et al., 2022, §2.1).
-for _name, _tasks in {
-    "glue": ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"),  # GLUE-8 (no WNLI)
+# Generic SPoT's source mixtures: the rows of Vu et al. (2022), Table 1, and their members. The paper
+# names the members (§2.1); prompt-tuning's prompt_tuning/spot/data/*.py define the member tasks
+# (`spot_tasks`) but register no mixtures, so the rates are the paper's: examples-proportional with
+# T5's size limit K = 2**19 (`DEFAULT_CAP`), from the train split sizes.
+_T = tasks_lib.TABLE_1_TASKS
+TABLE_1_MIXTURES: dict[str, tuple[str, ...]] = {
+    # Table-1 row "GLUE (8 tasks)": T5's glue_<task>_v002 tasks, without WNLI.
+    "glue": ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"),
+    # "SuperGLUE (8 tasks)": T5's super_glue_<task>_v102 tasks (WSC: simple).
     "super_glue": ("boolq", "cb", "copa", "multirc", "record", "super_glue_rte", "wic", "wsc"),
-    "spot_nli": ("anli", "cb", "docnli", "mnli", "qnli", "rte", "snli"),
+    # "NLI (7 tasks)": ANLI (its three rounds, as prompt-tuning registers them: spot_anli_r{1,2,3}_v010),
+    # CB, DocNLI, MNLI, QNLI, RTE, SNLI. The rounds are each far below the cap, so the three together get
+    # the rate one concatenated ANLI would.
+    "spot_nli": ("anli_r1", "anli_r2", "anli_r3", "cb", "docnli", "mnli", "qnli", "rte", "snli"),
+    # "Paraphrasing/semantic similarity (4 tasks)": CxC (spot_cxc_v100), MRPC, QQP, STS-B.
     "spot_paraphrase": ("cxc", "mrpc", "qqp", "stsb"),
-    "spot_sentiment": ("cr", "sst2", "yelp_polarity"),
-    "spot_mrc": ("cosmos_qa", "drop", "multirc", "race", "record", "squad"),
-    "spot_commonsense": ("copa", "hellaswag", "piqa", "winogrande"),
-    "spot_sources": tasks_lib.SPOT_SOURCE_TASKS,
-}.items():
+    # "Sentiment analysis (5 tasks)": the five of prompt-tuning's sentiment.py (GoEmotions, IMDB,
+    # Sentiment140, Yelp-2, CR). SST-2 is GLUE's, not in that file.
+    "spot_sentiment": _T["sentiment"],
+    # "MRQA (6 tasks)": prompt-tuning's mrqa.py (in-domain MRQA: SQuAD, NewsQA, TriviaQA, SearchQA,
+    # HotpotQA, NaturalQuestions).
+    "spot_mrqa": _T["mrqa"],
+    # "RAINBOW (6 tasks)": prompt-tuning's rainbow.py (αNLI, CosmosQA, HellaSwag, PIQA, SocialIQa, WinoGrande).
+    "spot_rainbow": _T["rainbow"],
+    # "Translation (3 tasks)": T5's WMT tasks (En-De wmt_t2t, En-Fr wmt15, En-Ro wmt16).
+    "spot_translation": _T["translation"],
+    # "Summarization": prompt-tuning's summarization.py (AESLC, BillSum, Gigaword, CNN/DailyMail,
+    # Multi-News, SAMSum, Newsroom).
+    "spot_summarization": _T["summarization"],
+    # "GEM": prompt-tuning's gem.py (CommonGen, DART, E2E, SGD, WebNLG, WikiAuto+ASSET+TURK, XSum,
+    # WikiLingua).
+    "spot_gem": _T["gem"],
+}
+# "All": every member of the rows above, once (RTE appears twice, as GLUE's and SuperGLUE's tasks:
+# two formats of the same data, as in T5's all_proportional mixture).
+TABLE_1_MIXTURES["spot_all"] = tuple(dict.fromkeys(t for members in TABLE_1_MIXTURES.values() for t in members))
+
+for _name, _tasks in TABLE_1_MIXTURES.items():
   register_mixture(Mixture(_name, _tasks))
-register_mixture(Mixture("glue_super_glue", tuple(_MIXTURES["glue"].task_names) + _MIXTURES["super_glue"].task_names))
+# Earlier spot_jax mixtures, kept working.
+register_mixture(Mixture("spot_sources", tasks_lib.SPOT_SOURCE_TASKS))  # the 16 sources of the transfer study
+register_mixture(Mixture("glue_super_glue", TABLE_1_MIXTURES["glue"] + TABLE_1_MIXTURES["super_glue"]))
+register_mixture(Mixture("spot_mrc", TABLE_1_MIXTURES["spot_mrqa"]))  # earlier name of reading comprehension
+register_mixture(Mixture("spot_commonsense", TABLE_1_MIXTURES["spot_rainbow"]))  # earlier name of commonsense

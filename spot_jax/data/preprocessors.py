@@ -604,3 +604,226 @@ def passthrough(inputs_key: str = "inputs", targets_key: str = "targets",
     return [out]
 
   return fn
+
+
+# ----------------------------------------------------------------------------- SPoT's formats
+# Plain-Python versions of the formats of google-research/prompt-tuning's SPoT tasks (the members of
+# the Table-1 mixtures; prompt_tuning/spot/data/*.py and prompt_tuning/data/preprocessors.py) and of
+# T5's `translate` (WMT). Their whitespace is T5's `_string_join`: parts joined with single spaces,
+# then every run of `[\t\n\f\r ]` collapsed to one space (not stripped). Where the reference writes
+# `<unk>` for an unlabelled row (label -1), these give no example, as the T5 formats above.
+
+
+def string_join(parts: Sequence[str]) -> str:
+  """T5's `_string_join`: join on ' ', then collapse whitespace runs (RE2's \\s) to one space."""
+  return _WHITESPACE.sub(" ", " ".join(parts))
+
+
+def spot_classification(task_name: str, text_a_key: str, text_b_key: Optional[str],
+                        label_names: Sequence[str]) -> Preprocessor:
+  """prompt-tuning's `preprocess_text_classification`: `{task_name} {text_a_key}: {a} [{text_b_key}:
+  {b}]` (`string_join`) -> `label_names[label]`, plus `label`. A string label ('1') is read as an int
+  (the reference's TSV sources); -1 gives no example."""
+  label_names = tuple(label_names)
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    target = _label_target(field(ex, "label", label_set(label_names)), label_names)
+    if target is None:
+      return []
+    parts = [task_name, f"{text_a_key}:", as_text(field(ex, text_a_key))]
+    if text_b_key is not None:
+      parts += [f"{text_b_key}:", as_text(field(ex, text_b_key))]
+    return [{"inputs": string_join(parts), **target}]
+
+  return fn
+
+
+def spot_similarity(task_name: str, text_a_key: str = "sentence1", text_b_key: str = "sentence2",
+                    id_key: Optional[str] = "idx") -> Preprocessor:
+  """prompt-tuning's `preprocess_text_similarity` (CxC): `{task_name} sentence1: {a} sentence2: {b}`
+  -> the label rounded to 0.2 in float32 with one decimal (`stsb_target`, as T5's STS-B), plus `idx`
+  (from `id_key`, when the row has it)."""
+  expected = "a similarity score, 0-5"
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    value = parse_float(field(ex, "label", expected), "label", expected)
+    inputs = string_join([task_name, f"{text_a_key}:", as_text(field(ex, text_a_key)), f"{text_b_key}:",
+                          as_text(field(ex, text_b_key))])
+    out = {"inputs": inputs, "targets": stsb_target(value)}
+    if id_key and ex.get(id_key) is not None:
+      out["idx"] = parse_int(ex[id_key], id_key)
+    return [out]
+
+  return fn
+
+
+GOEMOTIONS_LABELS = (
+    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
+    "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief", "joy",
+    "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise",
+    "neutral")  # the order of TFDS goemotions' features
+
+
+def goemotions(separator: str = " \\n ") -> Preprocessor:
+  """prompt-tuning's `preprocess_goemotions`: `goemotions comment: {comment_text}` -> the names of
+  the emotions marked true, in the order of TFDS's features (`GOEMOTIONS_LABELS`), joined by
+  ' \\n ' (a literal backslash and n, as the reference writes it). Multi-label: scored by exact match."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    names = [name for name in GOEMOTIONS_LABELS if bool(_scalar(field(ex, name), name, "a bool"))]
+    inputs = string_join(["goemotions", "comment:", as_text(field(ex, "comment_text"))])
+    return [{"inputs": inputs, "targets": separator.join(names)}]
+
+  return fn
+
+
+def sentiment140(task_name: str = "sentiment140",
+                 label_names: Sequence[str] = ("negative", "neutral", "positive")) -> Preprocessor:
+  """prompt-tuning's `preprocess_sentiment140`: `sentiment140 text: {text}` -> `label_names[polarity
+  // 2]` (polarity 0, 2, 4), plus `label`; polarity -1 gives no example."""
+  label_names = tuple(label_names)
+  expected = "polarity 0 (negative), 2 (neutral) or 4 (positive)"
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    polarity = parse_int(field(ex, "polarity", expected), "polarity", expected)
+    if polarity == -1:
+      return []
+    if polarity not in (0, 2, 4)[:len(label_names)]:
+      raise InvalidRow("polarity", f"is {polarity}", expected)
+    label = polarity // 2
+    return [{"inputs": string_join([task_name, "text:", as_text(field(ex, "text"))]),
+             "targets": label_names[label], "label": label}]
+
+  return fn
+
+
+def spot_multiple_choice(task_name: str, choice_keys: Sequence[str],
+                         choice_nested_keys: Optional[Sequence[int]] = None, question_key: Optional[str] = None,
+                         context_key: Optional[str] = None) -> Preprocessor:
+  """prompt-tuning's `preprocess_multiple_choice` (RAINBOW): `{task_name} {question_key}: {q}
+  {choice_key}: {choice} ... {context_key}: {context}` -> the text of the right choice (`choices[label]`).
+
+  With `choice_nested_keys` the choices are `ex[choice_key][nested_key]`, shown as `{choice_key}
+  {nested_key}:` (HellaSwag: `endings 0: ...`). The context goes last: the reference means to append
+  it but assigns the result of `list.extend` (None), so it fails on CosmosQA; this appends it. A
+  label -1 gives no example; a label past the choices is an `InvalidRow`."""
+  choice_keys = tuple(choice_keys)
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    if choice_nested_keys is None:
+      named = [(f"{k}:", as_text(field(ex, k))) for k in choice_keys]
+    else:
+      named = []
+      for k, j in zip(choice_keys, choice_nested_keys):
+        values = as_text_list(field(ex, k))
+        if j >= len(values):
+          raise InvalidRow(k, f"has {len(values)} entries, no entry {j}", f"at least {j + 1} choices")
+        named.append((f"{k} {j}:", values[j]))
+    choices = [text for _, text in named]
+    label = parse_label(field(ex, "label"), "label", [str(i) for i in range(len(choices))])
+    if label is None:
+      return []
+    parts = [task_name] if task_name else []
+    if question_key is not None:
+      parts += [f"{question_key}:", as_text(field(ex, question_key))]
+    for name, text in named:
+      parts += [name, text]
+    if context_key is not None:
+      parts += [f"{context_key}:", as_text(field(ex, context_key))]
+    return [{"inputs": string_join(parts), "targets": choices[label]}]
+
+  return fn
+
+
+def mrqa(task_name: Optional[str]) -> Preprocessor:
+  """prompt-tuning's `mrqa` (SQuAD's format for the MRQA datasets): `{task_name} question: {q}
+  context: {c}` with punctuation padded (`pad_punctuation`) -> the first answer (padded); `idx` (the
+  qid), `question`, `context` and all `answers` (padded) are kept for the 'qa' postprocessor."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    answers = [pad_punctuation(a) for a in as_text_list(field(ex, "answers"))]
+    if not answers:
+      raise InvalidRow("answers", "is empty", "at least one answer (the reference takes answers[0])")
+    question = pad_punctuation(as_text(field(ex, "question")))
+    context = pad_punctuation(as_text(field(ex, "context")))
+    parts = ([task_name] if task_name else []) + ["question:", question, "context:", context]
+    return [{"inputs": string_join(parts), "targets": answers[0], "idx": as_text(ex.get("qid", "")),
+             "question": question, "context": context, "answers": answers}]
+
+  return fn
+
+
+def _nested(ex: Mapping[str, Any], key: str, nested_key: Optional[str]) -> Any:
+  value = field(ex, key)
+  if nested_key is None:
+    return value
+  if not isinstance(value, Mapping) or value.get(nested_key) is None:
+    raise InvalidRow(key, f"has no entry {nested_key!r}", f"a dict with {nested_key!r}")
+  return value[nested_key]
+
+
+def text_generation(source_key: str, target_key: str, task_name: Optional[str] = None,
+                    prefix: Optional[str] = None, source_nested_key: Optional[str] = None,
+                    target_nested_key: Optional[str] = None, source_segment: Optional[str] = None) -> Preprocessor:
+  """prompt-tuning's `preprocess_text_generation` (summarization, GEM): `{task_name} {prefix}
+  {source}` (`string_join`) -> the target text as is.
+
+  A source that is a list (GEM's concepts, triples) is joined with `source_segment` and appended
+  *after* the whitespace collapsing, so its own whitespace stays: `string_join([task_name, prefix,
+  ' ']) + source_segment.join(source)`, e.g. 'common_gen ski \\\\n mountain' (the reference's GEM
+  segment is a space, two backslashes, 'n', a space). `*_nested_key` read a dict-valued feature
+  (WikiLingua's `source_aligned['en']`)."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    source = _nested(ex, source_key, source_nested_key)
+    target = as_text(_nested(ex, target_key, target_nested_key))
+    head = [s for s in (task_name, prefix) if s is not None]
+    is_list = not isinstance(source, (str, bytes, np.bytes_)) and np.ndim(np.asarray(source, dtype=object)) > 0
+    if is_list:
+      if source_segment is None:
+        raise InvalidRow(source_key, "is a list of texts, but the task gives no source_segment to join them",
+                         "one text")
+      inputs = string_join(head + ([" "] if head else [])) + source_segment.join(as_text_list(source))
+    else:
+      inputs = string_join(head + [as_text(source)])
+    return [{"inputs": inputs, "targets": target}]
+
+  return fn
+
+
+def gem_schema_guided_dialog(task_name: Optional[str] = "schema_guided_dialog",
+                             separator: str = " \\n ") -> Preprocessor:
+  """prompt-tuning's `preprocess_gem_schema_guided_dialog`: `{task_name} prompt: {prompt} context: `
+  followed by the dialogue turns joined with ' \\n ' (a literal backslash and n) -> the target."""
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    head = ([task_name] if task_name else []) + ["prompt:", as_text(field(ex, "prompt")), "context:", " "]
+    inputs = string_join(head) + separator.join(as_text_list(field(ex, "context")))
+    return [{"inputs": inputs, "targets": as_text(field(ex, "target"))}]
+
+  return fn
+
+
+# babel's English names of the WMT languages (T5's `translate` asks babel for them).
+LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian"}
+
+
+def translate(source_language: str, target_language: str) -> Preprocessor:
+  """T5's `translate` (wmt_t2t_ende_v003, wmt15_enfr_v003, wmt16_enro_v003): `translate English to
+  German: {en}` -> `{de}`, texts as they are (no whitespace change)."""
+  prompt = f"translate {LANGUAGE_NAMES[source_language]} to {LANGUAGE_NAMES[target_language]}: "
+
+  def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
+    del ctx
+    return [{"inputs": prompt + as_text(field(ex, source_language)),
+             "targets": as_text(field(ex, target_language))}]
+
+  return fn

@@ -14,6 +14,10 @@ t5 itself by tests/test_t5_formats.py. Other formats stay available only as opt-
 (`boolq_question_first`, `wsc_binary`). TFDS versions are pinned as the references pin them
 (`TFDS_VERSIONS`; `set_tfds_version` changes one task's).
 
+The other members of generic SPoT's Table-1 mixtures (NLI, sentiment, MRQA, RAINBOW, WMT,
+summarization, GEM) are described in `spot_tasks`, in their references' formats (prompt-tuning's SPoT
+tasks, T5's WMT tasks), and registered here by `_register_table_1`.
+
 Sources are random-access (`len(source)`, `source[i]`): that is what makes the pipeline's order
 deterministic, its per-host shards disjoint and its position a couple of integers.
 - `TfdsSource`: a prepared TFDS dataset. array_record (and parquet) datasets are read through
@@ -50,6 +54,7 @@ import numpy as np
 from spot_jax import errors
 from spot_jax.data import postprocessors as post
 from spot_jax.data import preprocessors as pp
+from spot_jax.data import spot_tasks
 
 
 class DataNotFoundError(errors.UserError, FileNotFoundError):
@@ -487,6 +492,8 @@ METRICS: dict[str, Callable[["Task"], Callable]] = {
     "mean_group_all_match": _group_all_match,
     "deduplicate_squad": _deduplicate_squad,
     "sequence_accuracy": _metric("sequence_accuracy"),
+    "bleu": _metric("bleu"),  # T5's for WMT and GEM (sacrebleu)
+    "rouge": _metric("rouge"),  # T5's for summarization and GEM (rouge-score)
 }
 # Earlier spellings, still accepted in `Task.metric_names`.
 METRIC_ALIASES: dict[str, tuple[str, ...]] = {
@@ -675,6 +682,7 @@ TFDS_VERSIONS: dict[str, tuple[str, str]] = {
     "drop": ("2.0.0", "TFDS 4.9.10's version (not in the prompt-tuning SPoT definitions: unverified)"),
     "race": ("2.0.0", "TFDS 4.9.10's version (not in the prompt-tuning SPoT definitions: unverified)"),
 }
+TFDS_VERSIONS.update(spot_tasks.TFDS_VERSIONS)  # the Table-1 members' datasets
 
 
 def _pinned(dataset: str) -> str:
@@ -776,52 +784,33 @@ def _register_spot() -> None:
   register_task(Task("c4", _tfds("c4/en"), pp.prefix_lm(), ("squad",), ("f1",),
                      description="C4 (en) with the prefix-LM objective: a random split point; inputs = "
                                  "prefix, targets = continuation. Metric = token F1 of the continuation."))
-  _classification("docnli", _tfds("doc_nli"), "docnli", [("hypothesis", "hypothesis"), ("premise", "premise")],
-                  ("not_entailment", "entailment"))
-  _classification("yelp_polarity", _tfds("yelp_polarity_reviews"), "yelp_polarity", [("text", "review")],
-                  ("negative", "positive"), eval_split="test",
-                  description="Yelp-2; TFDS has no validation split, so eval = test.")
   register_task(Task("squad", _tfds("squad/v1.1"), pp.squad(), ("squad",), None, None, "qa",
                      description="SQuAD v1.1 in T5's format (squad_v010_allanswers): punctuation padded; "
                                  "score = mean of EM and F1 (max over the padded answers)."))
   register_task(Task("drop", _tfds("drop", validation="dev"), pp.drop(), ("squad",), None, None, "qa",
                      description="DROP; EM/F1 with SQuAD normalization over answer + validated answers "
                                  "(not DROP's number-aware F1)."))
-  _classification("winogrande", _tfds("winogrande", train="train_xl"), "winogrande",
-                  [("sentence", "sentence"), ("option1", "option1"), ("option2", "option2")],
-                  ("option1", "option2"), description="WinoGrande (train_xl).")
-  letters = pp.LETTERS[:4]
-  register_task(Task("hellaswag", _tfds("hellaswag"), pp.multiple_choice(
-      "hellaswag", [("activity_label", "activity"), ("context", "context")],
-      lambda ex: pp.as_text_list(ex["endings"]), lambda ex: pp.field(ex, "label"), 4),
-      label_words=letters, postprocessor="label"))
-  register_task(Task("cosmos_qa", _tfds("cosmos_qa"), pp.multiple_choice(
-      "cosmos_qa", [("question", "question"), ("context", "context")],
-      lambda ex: [pp.as_text(ex[f"answer{i}"]) for i in range(4)], lambda ex: pp.field(ex, "label"), 4),
-      label_words=letters, postprocessor="label"))
   register_task(Task("race", _tfds("race/high", "race/middle", validation="dev"), pp.race(),
-                     label_words=letters, postprocessor="label",
+                     label_words=pp.LETTERS[:4], postprocessor="label",
                      description="RACE (high + middle); one example per question."))
-  # Extra NLI / commonsense sources for the paper's mixtures.
-  _classification("snli", _tfds("snli"), "snli", [("premise", "premise"), ("hypothesis", "hypothesis")],
-                  ("entailment", "neutral", "contradiction"))
-  _classification("anli", _tfds("anli/r1", "anli/r2", "anli/r3"), "anli",
-                  [("hypothesis", "hypothesis"), ("context", "premise")], ("entailment", "neutral", "contradiction"),
-                  description="ANLI rounds 1-3 concatenated.")
-  _classification("piqa", _tfds("piqa"), "piqa", [("goal", "goal"), ("sol1", "sol1"), ("sol2", "sol2")],
-                  ("sol1", "sol2"))
-  # Not in TFDS: local files.
   register_task(Task(
-      "cxc", LocalFileSource("cxc", (("sentence1", "str"), ("sentence2", "str"), ("score", "float in [0, 5]"))),
-      pp.regression("cxc", [("sentence1", "sentence1"), ("sentence2", "sentence2")], label_key="score"),
-      ("pearson_corrcoef", "spearman_corrcoef"), postprocessor="float",
-      description="CxC (Crisscrossed Captions) semantic similarity, text regression like STS-B. Local JSONL: "
-                  "$SPOT_JAX_DATA_DIR/cxc/{train,validation}.jsonl with fields sentence1, sentence2, "
-                  "score (float 0-5)."))
-  _classification("cr", LocalFileSource("cr", (("sentence", "str"), ("label", "0 = negative, 1 = positive"))),
-                  "cr", [("sentence", "sentence")], ("negative", "positive"),
-                  description="CR (customer reviews) sentiment. Local JSONL: "
-                              "$SPOT_JAX_DATA_DIR/cr/{train,validation}.jsonl with fields sentence, label (0/1).")
+      "anli", _tfds("anli/r1", "anli/r2", "anli/r3"),
+      pp.classification("anli", [("hypothesis", "hypothesis"), ("context", "premise")], MNLI_LABELS),
+      label_words=MNLI_LABELS, postprocessor="label",
+      description="ANLI rounds 1-3 concatenated in spot_jax's own format (kept for earlier runs); the NLI "
+                  "mixture uses anli_r1, anli_r2, anli_r3 in the reference's format."))
+
+
+def _register_table_1() -> None:
+  """The members of the Table-1 mixtures that GLUE/SuperGLUE/SQuAD do not give, from their
+  reference definitions (`spot_tasks`): NLI, CxC, sentiment, MRQA, RAINBOW, WMT, summarization, GEM."""
+  for spec in spot_tasks.SPECS:
+    if spec.local is not None:
+      source: Any = LocalFileSource(spec.local[0], spec.local[1])
+    else:
+      source = TfdsSource(tuple(_pinned(d) for d in spec.tfds), spec.split_map)
+    register_task(Task(spec.name, source, spec.preprocessor, spec.metric_names, None, spec.label_words,
+                       spec.postprocessor, eval_split=spec.eval_split, description=spec.description))
 
 
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "mnli_mismatched", "qnli", "rte", "wnli")
@@ -829,6 +818,9 @@ SUPER_GLUE_TASKS = ("boolq", "cb", "copa", "multirc", "record", "super_glue_rte"
 SPOT_SOURCE_TASKS = ("c4", "docnli", "yelp_polarity", "mnli", "qqp", "qnli", "record", "cxc", "squad", "drop",
                      "sst2", "winogrande", "hellaswag", "multirc", "cosmos_qa", "race")
 SPOT_TARGET_TASKS = ("boolq", "cola", "stsb", "wic", "cr", "mrpc", "rte", "wsc", "copa", "cb")
+# The members of the Table-1 mixtures defined in `spot_tasks`, by family (see `mixtures` for the mixtures).
+TABLE_1_TASKS: dict[str, tuple[str, ...]] = {
+    family: tuple(spec.name for spec in specs) for family, specs in spot_tasks.FAMILIES.items()}
 # The t5.data task each T5-format task reproduces (tests/test_t5_formats.py checks them byte for byte).
 T5_TASK_NAMES = {
     "cola": "glue_cola_v002", "sst2": "glue_sst2_v002", "mrpc": "glue_mrpc_v002", "qqp": "glue_qqp_v002",
@@ -843,3 +835,4 @@ T5_TASK_NAMES = {
 _register_glue()
 _register_super_glue()
 _register_spot()
+_register_table_1()

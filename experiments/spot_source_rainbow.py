@@ -1,0 +1,17 @@
+"""Generic SPoT source prompt, Table 1 row "RAINBOW (6 tasks)" of Vu et al. (2022): the `spot_rainbow` mixture.
+
+  spot-jax train --config=experiments/spot_source_rainbow.py:size=base --workdir=runs/src_rainbow
+Members: αNLI, CosmosQA, HellaSwag, PIQA, SocialIQa, WinoGrande; examples-proportional mixing with T5's
+cap 2**19. Validated on `winogrande` (`eval_task=` to change). All other settings are
+experiments/spot_source_glue.py's, which this reuses.
+"""
+
+import os
+
+from spot_jax import configs
+
+
+def get_config(arg=None):
+  base = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spot_source_glue.py")
+  overrides = ",".join(filter(None, ["source=spot_rainbow,eval_task=winogrande", arg]))
+  return configs.load_experiment(base, overrides)
