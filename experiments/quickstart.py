@@ -55,6 +55,8 @@ def get_config(arg=None):
   c.source_steps = 150  # source prompts (the library) train longer
   c.train.keep_checkpoints = 1
   c.train.mesh_shape = (1, 1)
+  # Library, grid, seeds and mixtures train 12 prompts per step (each exactly as its own run would).
+  c.train.prompts_per_step = 12
 
   c.retrieval.k_average = 3
   c.retrieval.k_mixture = 3

@@ -110,36 +110,77 @@ def check_same_model(run_dir: str, backbone: Backbone, allow_other_model: bool =
 # ----------------------------------------------------------------------------- training jobs
 
 
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One prompt-tuning run of a job: its workdir, task, seed and start (see `train_prompts`)."""
+
+  workdir: str
+  task_name: str
+  prompt_init: Optional[prompt_lib.Initializer] = None  # None: config.prompt_init
+  evaluate_on: Optional[str] = None  # None: the task itself, when it is a task (not a mixture)
+  name: Optional[str] = None
+  seed: Optional[int] = None  # None: config.train.seed
+  embedding_step: Optional[int] = None  # None: config.train.embedding_step
+
+
 def train_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
                  vocab: vocab_lib.SentencePieceVocab, task_name: str,
                  prompt_init: Optional[prompt_lib.Initializer] = None, evaluate_on: Optional[str] = None,
                  name: Optional[str] = None, verbose: bool = True) -> train.TrainResult:
   """Prompt tuning of one prompt on a task or mixture (source or target) through the trainer."""
+  spec = RunSpec(workdir, task_name, prompt_init, evaluate_on, name)
+  return train_prompts(config, [spec], backbone=backbone, vocab=vocab, verbose=verbose)[0]
+
+
+def train_prompts(config: ml_collections.ConfigDict, specs: Sequence[RunSpec], *, backbone: Backbone,
+                  vocab: vocab_lib.SentencePieceVocab, verbose: bool = True) -> list[train.TrainResult]:
+  """Prompt tuning of several runs, `config.train.prompts_per_step` of them in each step (the same
+  prompts as one run at a time, see `train.train_prompts`); results in the order of `specs`."""
   configs.validate(config)
   trainer_cfg = config.train
-  data = config.data
   process_count = jax.process_count()
   if trainer_cfg.batch_size % process_count:
     raise ValueError(f"train.batch_size {trainer_cfg.batch_size} must be divisible by the {process_count} processes.")
-  iterator = pipeline.make_train_iterator(
-      task_name, vocab, batch_size=trainer_cfg.batch_size // process_count, input_length=data.input_length,
-      target_length=data.target_length, seed=trainer_cfg.seed, process_index=jax.process_index(),
-      process_count=process_count, data_dir=data.get("data_dir") or None,
-      skip_invalid_examples=data.get("skip_invalid_examples", False))
-  eval_task = evaluate_on or (task_name if task_name in tasks_lib.list_tasks() else None)
-  evaluate = (evaluation.make_evaluator(eval_task, vocab, backbone, data, evaluation.eval_mode(config),
-                                        mesh_shape=trainer_cfg.mesh_shape)
-              if eval_task and trainer_cfg.eval_every else None)
-  init = prompt_init or make_prompt_init(config.prompt_init, backbone, vocab, eval_task)
-  identity = {"task": task_name, "eval_task": eval_task, "eval_mode": evaluation.eval_mode(config),
+  evaluators: dict[str, Any] = {}
+  results: list[train.TrainResult] = []
+  for group in _chunks(specs, trainer_cfg.get("prompts_per_step", 1)):
+    runs = []
+    try:
+      for spec in group:
+        runs.append(_prompt_run(config, spec, backbone, vocab, evaluators))
+      results += train.train_prompts(trainer_cfg, runs, model_config=backbone.config, frozen_params=backbone.params,
+                                     verbose=verbose, frozen_fingerprint=backbone.fingerprint)
+    finally:
+      for run in runs:
+        run.train_iter.close()
+  return results
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+  return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _prompt_run(config: ml_collections.ConfigDict, spec: RunSpec, backbone: Backbone,
+                vocab: vocab_lib.SentencePieceVocab, evaluators: dict) -> train.PromptRun:
+  """A `RunSpec` -> the trainer's `PromptRun`: its input pipeline, evaluator (one per task, shared)
+  and initialiser, and the run's identity (task and data settings)."""
+  trainer_cfg, data = config.train, config.data
+  seed = trainer_cfg.seed if spec.seed is None else spec.seed
+  eval_task = spec.evaluate_on or (spec.task_name if spec.task_name in tasks_lib.list_tasks() else None)
+  if eval_task and trainer_cfg.eval_every and eval_task not in evaluators:
+    evaluators[eval_task] = evaluation.make_evaluator(eval_task, vocab, backbone, data, evaluation.eval_mode(config),
+                                                      mesh_shape=trainer_cfg.mesh_shape)
+  init = spec.prompt_init or make_prompt_init(config.prompt_init, backbone, vocab, eval_task)
+  identity = {"task": spec.task_name, "eval_task": eval_task, "eval_mode": evaluation.eval_mode(config),
               "data": {k: data.get(k) for k in ("input_length", "target_length", "eval_max_examples",
                                                 "skip_invalid_examples")}}
-  try:
-    return train.train(trainer_cfg, workdir, model_config=backbone.config, frozen_params=backbone.params,
-                       train_iter=iterator, prompt_init=init, evaluate=evaluate, name=name or task_name,
-                       verbose=verbose, run_identity=identity, frozen_fingerprint=backbone.fingerprint)
-  finally:
-    iterator.close()
+  iterator = pipeline.make_train_iterator(
+      spec.task_name, vocab, batch_size=trainer_cfg.batch_size // jax.process_count(),
+      input_length=data.input_length, target_length=data.target_length, seed=seed,
+      process_index=jax.process_index(), process_count=jax.process_count(), data_dir=data.get("data_dir") or None,
+      skip_invalid_examples=data.get("skip_invalid_examples", False))
+  return train.PromptRun(spec.workdir, seed, iterator, init, evaluators.get(eval_task) if trainer_cfg.eval_every else None,
+                         spec.name or spec.task_name, identity, spec.embedding_step)
 
 
 def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workdir: str, backbone: Backbone,
@@ -161,7 +202,8 @@ def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workd
 def build_library(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
                   vocab: vocab_lib.SentencePieceVocab, sources: Sequence[str], library_path: str,
                   verbose: bool = True, claim_workdir: bool = True) -> library_lib.PromptLibrary:
-  """One prompt per source task, trained in `<workdir>/sources/<task>`; an interrupted build resumes.
+  """One prompt per source task, trained in `<workdir>/sources/<task>`, `train.prompts_per_step` at a
+  time; an interrupted build resumes.
 
   A source already in the library is skipped only if that entry came from this build's own run;
   an entry from elsewhere is refused (it was made with other settings this build cannot check).
@@ -171,15 +213,20 @@ def build_library(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
   try:
     library = library_lib.PromptLibrary(library_path, model_fingerprint=backbone.fingerprint,
                                         prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
-    for i, source in enumerate(sources):
+    todo = []
+    for source in sources:
       run_dir = os.path.join(workdir, "sources", source)
       if source in library:
         _check_entry_from(library, source, run_dir)
-        continue
+      else:
+        todo.append(RunSpec(run_dir, source))
+    for group in _chunks(todo, config.train.get("prompts_per_step", 1)):
       if verbose:
-        print(f"[library] source {i + 1}/{len(sources)}: {source}", flush=True)
-      train_prompt(config, run_dir, backbone=backbone, vocab=vocab, task_name=source, verbose=verbose)
-      add_run_to_library(library, source, run_dir, backbone)
+        print(f"[library] sources {len(library) + 1}-{len(library) + len(group)} of {len(sources)}: "
+              f"{', '.join(spec.task_name for spec in group)}", flush=True)
+      train_prompts(config, group, backbone=backbone, vocab=vocab, verbose=verbose)
+      for spec in group:  # entries are added as their group finishes: an interrupted build keeps them
+        add_run_to_library(library, spec.task_name, spec.workdir, backbone)
     return library
   finally:
     if claim is not None:
@@ -196,14 +243,22 @@ def _check_entry_from(library: library_lib.PromptLibrary, task: str, run_dir: st
         "library.")
 
 
-def target_embedding(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
-                     vocab: vocab_lib.SentencePieceVocab, task_name: str) -> np.ndarray:
-  """A new task's embedding: prompt tuning on it for `train.embedding_step` steps (SPoT)."""
+def target_embeddings(config: ml_collections.ConfigDict, workdirs: Mapping[str, str], *, backbone: Backbone,
+                      vocab: vocab_lib.SentencePieceVocab) -> dict[str, np.ndarray]:
+  """New tasks' embeddings {task: key}: prompt tuning on each for `train.embedding_step` steps (SPoT),
+  in `workdirs[task]`, `train.prompts_per_step` at a time."""
   short = ml_collections.ConfigDict(config.to_dict())
   short.train.num_train_steps = config.train.embedding_step
   short.train.eval_every = 0
-  train_prompt(short, workdir, backbone=backbone, vocab=vocab, task_name=task_name, verbose=False)
-  return prompt_io.load_prompt(workdir, "embedding")
+  train_prompts(short, [RunSpec(path, task) for task, path in workdirs.items()], backbone=backbone, vocab=vocab,
+                verbose=False)
+  return {task: prompt_io.load_prompt(path, "embedding") for task, path in workdirs.items()}
+
+
+def target_embedding(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                     vocab: vocab_lib.SentencePieceVocab, task_name: str) -> np.ndarray:
+  """A new task's embedding (see `target_embeddings`)."""
+  return target_embeddings(config, {task_name: workdir}, backbone=backbone, vocab=vocab)[task_name]
 
 
 def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray, measures: Sequence[str],
@@ -212,26 +267,35 @@ def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray, mea
   return {m: retrieval.rank_sources(target_key, keys, m, exclude=exclude) for m in measures}
 
 
-def mixture_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
-                   vocab: vocab_lib.SentencePieceVocab, target: str, sources: Sequence[str],
-                   seed: Optional[int] = None, verbose: bool = False) -> np.ndarray:
-  """SPoT's top-k multi-task mixture strategy, first half: prompt tuning on the retrieved sources'
-  data mixed with the target's (examples-proportional, cap `retrieval.mixture_cap`), from
-  `config.prompt_init`, for `retrieval.mixture_steps` steps; the best prompt by the target's
-  validation score is returned, to initialise the target run. The mixture is registered as
-  `spot_mixture:<target>:<source>+<source>...`."""
-  name = f"spot_mixture:{target}:{'+'.join(sources)}"
-  if not mixtures_lib.is_mixture(name):
-    mixtures_lib.register_mixture(mixtures_lib.Mixture(name, tuple(sources) + (target,),
-                                                       cap=config.retrieval.mixture_cap))
+def mixture_prompts(config: ml_collections.ConfigDict, cells: Sequence[tuple[str, str, Optional[int], Sequence[str]]],
+                    *, backbone: Backbone, vocab: vocab_lib.SentencePieceVocab, verbose: bool = False) -> list[np.ndarray]:
+  """SPoT's top-k multi-task mixture strategy, first half, for each (workdir, target, seed, sources)
+  cell: prompt tuning on the retrieved sources' data mixed with the target's (examples-proportional,
+  cap `retrieval.mixture_cap`), from `config.prompt_init`, for `retrieval.mixture_steps` steps; -> per
+  cell the best prompt by the target's validation score, to initialise the target run. Each mixture
+  is registered as `spot_mixture:<target>:<source>+<source>...`; runs go `train.prompts_per_step` at a time."""
   cfg = ml_collections.ConfigDict(config.to_dict())
   cfg.train.num_train_steps = config.retrieval.mixture_steps or config.train.num_train_steps
   cfg.train.embedding_step = 0
-  if seed is not None:
-    cfg.train.seed = seed
-  train_prompt(cfg, workdir, backbone=backbone, vocab=vocab, task_name=name, evaluate_on=target,
-               name=f"{target}/mixture", verbose=verbose)
-  return prompt_io.load_prompt(workdir, "best" if cfg.train.eval_every else "final")
+  specs = []
+  for workdir, target, seed, sources in cells:
+    name = f"spot_mixture:{target}:{'+'.join(sources)}"
+    if not mixtures_lib.is_mixture(name):
+      mixtures_lib.register_mixture(mixtures_lib.Mixture(name, tuple(sources) + (target,),
+                                                         cap=config.retrieval.mixture_cap))
+    specs.append(RunSpec(workdir, name, evaluate_on=target, seed=seed,
+                         name=f"{target}/mixture" + ("" if seed is None else f"/seed{seed}")))
+  train_prompts(cfg, specs, backbone=backbone, vocab=vocab, verbose=verbose)
+  which = "best" if cfg.train.eval_every else "final"
+  return [prompt_io.load_prompt(spec.workdir, which) for spec in specs]
+
+
+def mixture_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+                   vocab: vocab_lib.SentencePieceVocab, target: str, sources: Sequence[str],
+                   seed: Optional[int] = None, verbose: bool = False) -> np.ndarray:
+  """One mixture source prompt (see `mixture_prompts`), trained in `workdir`."""
+  return mixture_prompts(config, [(workdir, target, seed, sources)], backbone=backbone, vocab=vocab,
+                         verbose=verbose)[0]
 
 
 # Config fields that do not change a job's results (paths to the same inputs, output cadence, hosts).
@@ -273,21 +337,34 @@ class TargetRuns:
   keys: dict = dataclasses.field(default_factory=dict)
 
 
+def target_run(workdir: str, *, target: str, seed: int, method: str, init: prompt_lib.Initializer,
+               keep_embedding: bool = False) -> RunSpec:
+  """One target prompt-tuning run, `<workdir>/targets/<target>/seed<seed>/<method>`; with
+  `keep_embedding` its early prompt (config.train.embedding_step) is the target's task embedding."""
+  return RunSpec(os.path.join(workdir, "targets", target, f"seed{seed}", method), target, init,
+                 name=f"{target}/{method}/seed{seed}", seed=seed, embedding_step=None if keep_embedding else 0)
+
+
+def train_targets(config: ml_collections.ConfigDict, workdir: str, runs: TargetRuns,
+                  cells: Sequence[tuple[str, int, str, prompt_lib.Initializer, bool]], *, backbone: Backbone,
+                  vocab: vocab_lib.SentencePieceVocab, verbose: bool = False) -> None:
+  """Target runs (target, seed, method, init, keep_embedding), `train.prompts_per_step` at a time;
+  records each best score (and kept embeddings) in `runs`."""
+  specs = [target_run(workdir, target=t, seed=s, method=m, init=i, keep_embedding=e) for t, s, m, i, e in cells]
+  results = train_prompts(config, specs, backbone=backbone, vocab=vocab, verbose=verbose)
+  for (target, seed, method, _, keep), spec, result in zip(cells, specs, results):
+    runs.scores[(method, target, seed)] = result.best_score
+    if keep:
+      runs.keys[(target, seed)] = prompt_io.load_prompt(spec.workdir, "embedding")
+
+
 def train_target(config: ml_collections.ConfigDict, workdir: str, runs: TargetRuns, *, backbone: Backbone,
                  vocab: vocab_lib.SentencePieceVocab, target: str, seed: int, method: str,
                  init: prompt_lib.Initializer, keep_embedding: bool = False, verbose: bool = False) -> float:
-  """One target prompt-tuning run (`<workdir>/targets/<target>/seed<seed>/<method>`); records its score."""
-  cfg = ml_collections.ConfigDict(config.to_dict())
-  cfg.train.seed = seed
-  if not keep_embedding:
-    cfg.train.embedding_step = 0
-  run_dir = os.path.join(workdir, "targets", target, f"seed{seed}", method)
-  result = train_prompt(cfg, run_dir, backbone=backbone, vocab=vocab, task_name=target, prompt_init=init,
-                        name=f"{target}/{method}/seed{seed}", verbose=verbose)
-  runs.scores[(method, target, seed)] = result.best_score
-  if keep_embedding:
-    runs.keys[(target, seed)] = prompt_io.load_prompt(run_dir, "embedding")
-  return result.best_score
+  """One target run (see `train_targets`); returns its best score."""
+  train_targets(config, workdir, runs, [(target, seed, method, init, keep_embedding)], backbone=backbone,
+                vocab=vocab, verbose=verbose)
+  return runs.scores[(method, target, seed)]
 
 
 def transfer_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
@@ -295,17 +372,20 @@ def transfer_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
                   targets: Sequence[str], seeds: Sequence[int], runs: Optional[TargetRuns] = None,
                   embed_targets: bool = True, verbose: bool = False) -> TargetRuns:
   """For every target and seed: the baseline (config.prompt_init; with `embed_targets` its early
-  prompt is the target's task embedding) and one run initialised from each source prompt of the library."""
+  prompt is the target's task embedding) and one run initialised from each source prompt of the
+  library; all these runs go `train.prompts_per_step` at a time."""
   runs = runs or TargetRuns()
+  cells = []
   for seed in seeds:
     for target in targets:
-      init = make_prompt_init(config.prompt_init, backbone, vocab, target)
-      train_target(config, workdir, runs, backbone=backbone, vocab=vocab, target=target, seed=seed,
-                   method="baseline", init=init, keep_embedding=embed_targets, verbose=verbose)
-      for source in sources:
-        train_target(config, workdir, runs, backbone=backbone, vocab=vocab, target=target, seed=seed,
-                     method=f"from_{source}", init=prompt_lib.from_array(library.get(source).value), verbose=verbose)
-      if verbose:
+      cells.append((target, seed, "baseline", make_prompt_init(config.prompt_init, backbone, vocab, target),
+                    embed_targets))
+      cells += [(target, seed, f"from_{source}", prompt_lib.from_array(library.get(source).value), False)
+                for source in sources]
+  train_targets(config, workdir, runs, cells, backbone=backbone, vocab=vocab, verbose=verbose)
+  if verbose:
+    for seed in seeds:
+      for target in targets:
         print(f"[grid] {target} seed {seed}: baseline {runs.scores[('baseline', target, seed)]:.2f}", flush=True)
   return runs
 

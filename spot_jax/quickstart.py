@@ -118,41 +118,41 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   # multi-task mixture.
   runs = jobs.transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
                             targets=targets, seeds=seeds[:1], embed_targets=False, verbose=config.verbose)
-  for target in targets:
-    # SPoT's target embedding: its own short run, made once per task exactly as the library's keys
-    # were (same seed, so the same init draw): the keys then differ only by what each task taught.
-    key = jobs.target_embedding(config, os.path.join(workdir, "targets", target, "embedding"), backbone=backbone,
-                                vocab=vocab, task_name=target)
-    runs.keys.update({(target, seed): key for seed in seeds})
+  # SPoT's target embedding: its own short run, made once per task exactly as the library's keys
+  # were (same seed, so the same init draw): the keys then differ only by what each task taught.
+  keys = jobs.target_embeddings(config, {t: os.path.join(workdir, "targets", t, "embedding") for t in targets},
+                                backbone=backbone, vocab=vocab)
+  runs.keys.update({(target, seed): keys[target] for target in targets for seed in seeds})
   _log(start, f"transfer grid ({len(sources)} sources x {len(targets)} targets, seed {seeds[0]}) done")
   values = {name: library.get(name).value for name in library.names()}
-  rankings: dict[tuple[str, int], dict[str, list[retrieval.Ranked]]] = {}
   oracle_source = {t: max(sources, key=lambda s: runs.scores[(f"from_{s}", t, seeds[0])]) for t in targets}
-  mixture_cfg = ml_collections.ConfigDict(config.to_dict())  # top-k mixture source runs: fewer evaluations
-  mixture_cfg.train.eval_every = config.retrieval.mixture_eval_every
+  rankings: dict[tuple[str, int], dict[str, list[retrieval.Ranked]]] = {}
+  cells, mixture_cells = [], []  # every (target, seed)'s runs, trained train.prompts_per_step at a time
   for seed, target in itertools.product(seeds, targets):
-    common = dict(backbone=backbone, vocab=vocab, target=target, seed=seed, verbose=config.verbose)
-    if seed != seeds[0]:
-      jobs.train_target(config, workdir, runs, method="baseline",
-                        init=jobs.make_prompt_init(config.prompt_init, backbone, vocab, target), **common)
     rankings[(target, seed)] = jobs.rank_library(library, runs.keys[(target, seed)], config.retrieval.measures)
     ranking = rankings[(target, seed)][config.retrieval.measure]
-    for source in {ranking[0].task, oracle_source[target]}:
-      if (f"from_{source}", target, seed) not in runs.scores:
-        jobs.train_target(config, workdir, runs, method=f"from_{source}",
-                          init=prompt_lib.from_array(values[source]), **common)
+    if seed != seeds[0]:
+      cells.append((target, seed, "baseline", jobs.make_prompt_init(config.prompt_init, backbone, vocab, target), False))
+    cells += [(target, seed, f"from_{source}", prompt_lib.from_array(values[source]), False)
+              for source in sorted({ranking[0].task, oracle_source[target]})
+              if (f"from_{source}", target, seed) not in runs.scores]
     weights = retrieval.weighted_average_weights(ranking, config.retrieval.k_average)
-    jobs.train_target(config, workdir, runs, method="weighted_average",
-                      init=prompt_lib.from_array(retrieval.weighted_average_prompt(values, weights)), **common)
-    top = [r.task for r in retrieval.top_k(ranking, config.retrieval.k_mixture)]
-    mixed = jobs.mixture_prompt(mixture_cfg, os.path.join(workdir, "targets", target, f"seed{seed}", "mixture_source"),
-                                backbone=backbone, vocab=vocab, target=target, sources=top, seed=seed)
-    jobs.train_target(config, workdir, runs, method="mixture", init=prompt_lib.from_array(mixed), **common)
-    jobs.train_target(config, workdir, runs, method="vocab_init",
-                      init=prompt_lib.sampled_vocab(backbone.params["token_embedder"]), **common)
+    cells.append((target, seed, "weighted_average",
+                  prompt_lib.from_array(retrieval.weighted_average_prompt(values, weights)), False))
+    cells.append((target, seed, "vocab_init", prompt_lib.sampled_vocab(backbone.params["token_embedder"]), False))
+    mixture_cells.append((os.path.join(workdir, "targets", target, f"seed{seed}", "mixture_source"), target, seed,
+                          [r.task for r in retrieval.top_k(ranking, config.retrieval.k_mixture)]))
+  mixture_cfg = ml_collections.ConfigDict(config.to_dict())  # top-k mixture source runs: fewer evaluations
+  mixture_cfg.train.eval_every = config.retrieval.mixture_eval_every
+  mixed = jobs.mixture_prompts(mixture_cfg, mixture_cells, backbone=backbone, vocab=vocab, verbose=config.verbose)
+  cells += [(target, seed, "mixture", prompt_lib.from_array(prompt), False)
+            for (_, target, seed, _), prompt in zip(mixture_cells, mixed)]
+  jobs.train_targets(config, workdir, runs, cells, backbone=backbone, vocab=vocab, verbose=config.verbose)
+  for seed, target in itertools.product(seeds, targets):
+    top = rankings[(target, seed)][config.retrieval.measure][0].task
     score = lambda method: runs.scores[(method, target, seed)]
     _log(start, f"{target} seed {seed}: random init {score('baseline'):.1f}, vocab init {score('vocab_init'):.1f}, "
-                f"retrieved {ranking[0].task} {score(f'from_{ranking[0].task}'):.1f}, oracle "
+                f"retrieved {top} {score(f'from_{top}'):.1f}, oracle "
                 f"{oracle_source[target]} {score(f'from_{oracle_source[target]}'):.1f}")
   return report(config, workdir, runs, rankings, oracle_source, library, start, backbone=backbone, vocab=vocab)
 

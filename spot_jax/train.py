@@ -291,6 +291,7 @@ class PromptRun:
   evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None
   name: str = "train"
   run_identity: Optional[dict] = None
+  embedding_step: Optional[int] = None  # this run's config.train.embedding_step (None: the shared one)
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, frozen_params: Any,
@@ -347,7 +348,7 @@ def train_prompts(cfg: ml_collections.ConfigDict, runs: Sequence[PromptRun], *, 
   run whose workdir is already further on (finished, or saved later before an interruption) waits
   unchanged until the others catch up, so any mix of fresh and resumed runs trains correctly.
   """
-  _check_prompt_cfg(cfg)
+  configs.check_train(cfg)
   if not runs:
     return []
   prompt_shape = (cfg.prompt_length, model_config.d_model)
@@ -356,6 +357,9 @@ def train_prompts(cfg: ml_collections.ConfigDict, runs: Sequence[PromptRun], *, 
   for run in runs:
     run_cfg = ml_collections.ConfigDict(cfg.to_dict())
     run_cfg.seed = run.seed
+    if run.embedding_step is not None:
+      run_cfg.embedding_step = run.embedding_step
+    _check_prompt_cfg(run_cfg)
     initial = run.prompt_init(jax.random.key(run.seed + 1), prompt_shape)
     prompt_lib.check_prompt_shape(initial, prompt_shape, "initial prompt")
     identity = {"trainer": "prompt", **(run.run_identity or {}), "frozen_model": frozen_fingerprint}
@@ -577,11 +581,11 @@ def _loop(members: list[_Member], *, mesh, model_config, tune, prompt_length, fr
     due = [m for m, on in zip(members, active) if on]
     prompts = None
 
-    if cfg.embedding_step and done == cfg.embedding_step:
+    embedded = [i for i, m in enumerate(members) if active[i] and m.cfg.embedding_step == done]
+    if embedded:
       prompts = host_prompts()
-      for i, member in enumerate(members):
-        if active[i]:
-          save_named(member, prompts[i], "embedding", {"step": done})
+      for i in embedded:
+        save_named(members[i], prompts[i], "embedding", {"step": done})
 
     if itstime(done, cfg.log_every, cfg.num_train_steps):
       metrics = jax.device_get(metrics)

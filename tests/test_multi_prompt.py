@@ -1,5 +1,6 @@
 """K prompts per step (`train.train_prompts`): each prompt is exactly the prompt of its own run."""
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from spot_jax import train
+from spot_jax import errors, train
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.checkpoints import workdir as workdir_lib
 from spot_jax.models import prompt as prompt_lib
@@ -119,7 +120,7 @@ _KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
 import ml_collections
-from spot_jax import train
+from spot_jax import errors, train
 from spot_jax.models import prompt as prompt_lib
 from tests import train_fixtures as fx
 model_cfg, frozen = fx.tiny_model()
@@ -155,3 +156,16 @@ def test_kill9_of_a_joint_run_resumes_bit_exact(tmp_path):
   for i in range(3):
     np.testing.assert_array_equal(prompt_io.load_prompt(str(tmp_path / "victim" / f"p{i}"), "final"),
                                   prompt_io.load_prompt(str(tmp_path / "reference" / f"p{i}"), "final"))
+
+
+def test_runs_may_keep_their_own_embedding_step(tiny, tmp_path):
+  model_cfg, frozen = tiny
+  cfg = fx.small_config(num_train_steps=1, embedding_step=5, prompts_per_step=3)  # 5: only as overridden
+  runs = [_run(tmp_path, i, seed) for i, seed in enumerate(SEEDS)]
+  runs = [dataclasses.replace(run, embedding_step=step) for run, step in zip(runs, (0, 1, 1))]
+  train.train_prompts(cfg, runs, model_config=model_cfg, frozen_params=frozen, verbose=False)
+  assert [prompt_io.load_named_metadata(run.workdir, "embedding") is not None for run in runs] == [False, True, True]
+  late = [dataclasses.replace(_run(tmp_path / "late", 0, 0), embedding_step=None)]
+  with pytest.raises(errors.ConfigError, match="embedding_step = 5 is after the last step"):
+    train.train_prompts(cfg, late, model_config=model_cfg, frozen_params=frozen, verbose=False)
+  assert not (tmp_path / "late").exists()
