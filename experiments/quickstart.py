@@ -55,8 +55,10 @@ def get_config(arg=None):
   c.source_steps = 150  # source prompts (the library) train longer
   c.train.keep_checkpoints = 1
   c.train.mesh_shape = (1, 1)
-  # Library, grid, seeds and mixtures train 12 prompts per step (each exactly as its own run would).
+  # Library, grid, seeds and mixtures train 12 prompts per step (each exactly as its own run would),
+  # vectorised in pairs: on a CPU larger groups fall out of cache (benchmarks/multi_prompt.py).
   c.train.prompts_per_step = 12
+  c.train.prompts_in_parallel = 2
 
   c.retrieval.k_average = 3
   c.retrieval.k_mixture = 3

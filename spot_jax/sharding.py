@@ -147,15 +147,10 @@ def put_global(value: Any, sharding: NamedSharding) -> jax.Array:
 # ----------------------------------------------------------------------------- the frozen model on a mesh
 
 
-@functools.lru_cache(maxsize=None)
-def _frozen_logical_axes(model_config: t5.T5Config) -> Any:
-  return t5.logical_axes(model_config)
-
-
 @functools.lru_cache(maxsize=64)
 def _frozen_shardings(model_config: t5.T5Config, mesh: Mesh, treedef: Any, shapes: tuple) -> Any:
   shaped = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, np.float32) for s in shapes])
-  return logical_shardings(_frozen_logical_axes(model_config), shaped, mesh)
+  return logical_shardings(t5.logical_axes(model_config), shaped, mesh)
 
 
 def frozen_shardings(model_config: t5.T5Config, params: Any, mesh: Mesh) -> Any:

@@ -130,7 +130,8 @@ def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTrans
   `loss_fn(trainable, frozen, batch, rng) -> (summed loss, (summed reported loss, summed weight))`
   replaces the T5 cross-entropy (e.g. the projector's distance objective, whose batches are prompt pairs).
 
-  `prompts_per_step` = K > 1: K prompts in one step, each run's own step vmapped over them ->
+  `prompts_per_step` = K > 1: K prompts in one step, each run's own step vmapped over them (in groups
+  of `cfg.prompts_in_parallel`, the groups one after another; 0 = all K at once) ->
   step(prompts [K, L, d], opt_states [K, ...], frozen, batches [K, B, ...], step, seeds [K], active [K]).
   Each prompt's gradient, Adafactor statistics and update clipping come from its own examples only,
   its dropout from its own seed: the update its own run would make. An inactive prompt (one whose
@@ -178,11 +179,13 @@ def make_train_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTrans
     return lambda trainable, opt_state, frozen, batch, step_num: update(
         trainable, opt_state, frozen, batch, step_num, base_rng)
 
-  each = jax.vmap(update, in_axes=(0, 0, None, 0, None, 0))
+  in_parallel = cfg.get("prompts_in_parallel", 0) or prompts_per_step
 
   def multi_step(prompts, opt_states, frozen, batches, step_num, seeds, active):
-    new_prompts, new_states, metrics = each(prompts, opt_states, frozen, batches, step_num,
-                                            jax.vmap(jax.random.key)(seeds))
+    new_prompts, new_states, metrics = jax.lax.map(  # vmapped groups of `in_parallel`, one after another
+        lambda xs: update(xs[0], xs[1], frozen, xs[2], step_num, xs[3]),
+        (prompts, opt_states, batches, jax.vmap(jax.random.key)(seeds)),
+        batch_size=None if in_parallel >= prompts_per_step else in_parallel)
     keep = lambda new, old: jnp.where(active.reshape(active.shape + (1,) * (new.ndim - 1)), new, old)
     return (jax.tree.map(keep, new_prompts, prompts), jax.tree.map(keep, new_states, opt_states), metrics)
 
@@ -243,7 +246,7 @@ _RUN_ONLY_FIELDS = ("num_train_steps", "log_every", "eval_every", "checkpoint_ev
 # config.train is the run's identity; see checkpoints/workdir.py). A prompt trained with others in
 # one step (prompts_per_step) is the prompt its own run makes, so a run may resume either way.
 NOT_IDENTITY_FIELDS = ("log_every", "checkpoint_every", "keep_checkpoints", "mesh_shape", "allow_changes",
-                       "fresh_start", "prompts_per_step")
+                       "fresh_start", "prompts_per_step", "prompts_in_parallel")
 _STEP_CACHE: dict = {}
 
 
@@ -254,7 +257,9 @@ def jitted_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTransform
   """`make_train_step` jitted with the trainer's shardings (batches over 'data', state donated);
   cached, so runs that differ only in `_RUN_ONLY_FIELDS` share one compile. With K prompts per step
   the batches are [K, B, ...], B over 'data'."""
-  step_fields = {k: v for k, v in cfg.items() if k not in _RUN_ONLY_FIELDS}
+  # K prompts per step take their seeds as an argument: runs of any seeds share that compile.
+  ignored = _RUN_ONLY_FIELDS + (("seed",) if prompts_per_step > 1 else ())
+  step_fields = {k: v for k, v in cfg.items() if k not in ignored}
   key = (model.config, model.prompt_length, tune, repr(sorted(step_fields.items())), mesh.shape_tuple,
          tuple(d.id for d in mesh.devices.flat), jax.tree.structure(frozen_shardings), prompt_fn, loss_fn,
          prompts_per_step)

@@ -68,9 +68,12 @@ def _joint(tiny, workdir, cfg, fail_after=None):
   return train.train_prompts(cfg, runs, model_config=model_cfg, frozen_params=frozen, verbose=False)
 
 
-def test_one_step_equals_separate_runs(tiny, tmp_path):
+@pytest.mark.parametrize("in_parallel", [0, 2])  # all 3 prompts vectorised at once; groups of 2 (and 1) in turn
+def test_one_step_equals_separate_runs(tiny, tmp_path, in_parallel):
   cfg = fx.small_config(num_train_steps=1)
-  separate, joint = _separate(tiny, tmp_path / "separate", cfg), _joint(tiny, tmp_path / "joint", cfg)
+  separate = _separate(tiny, tmp_path / "separate", cfg)
+  cfg.prompts_in_parallel = in_parallel
+  joint = _joint(tiny, tmp_path / "joint", cfg)
   for alone, together in zip(separate, joint):
     np.testing.assert_allclose(together.prompt, alone.prompt, atol=1e-6, rtol=0)
   assert not np.allclose(joint[0].prompt, joint[1].prompt)  # distinct seeds, data and inits
