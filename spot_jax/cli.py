@@ -308,6 +308,21 @@ def _model_info() -> None:
   app.run(main, flags_parser=_parse_flags)
 
 
+@command("convert", "Convert a T5X checkpoint (either t5x layout, local or gs://) to a Hugging Face T5 directory, "
+                    "or a Hugging Face directory to a T5X checkpoint (Orbax layout): --from=SRC --to=NEW_DIR.")
+def _convert() -> None:
+  flags.DEFINE_string("from", None, "T5X checkpoint (checkpoint_<step>/ or the model directory above it) or "
+                      "Hugging Face T5 directory.", required=True)
+  flags.DEFINE_string("to", None, "New local directory (or an empty one) for the other format.", required=True)
+
+  def main(argv):
+    del argv
+    from spot_jax.checkpoints import t5x
+    print(t5x.convert(FLAGS["from"].value, FLAGS.to))
+
+  app.run(main, flags_parser=_parse_flags)
+
+
 def _usage() -> str:
   lines = ["usage: spot-jax <command> [--flags]   (spot-jax <command> --help for its flags)", "", "commands:"]
   lines += [f"  {name:<14} {help_text}" for name, (help_text, _) in sorted(_COMMANDS.items())]

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from spot_jax import configs, distributed, errors, evaluation, fileio, train
-from spot_jax.checkpoints import fingerprint, hf
+from spot_jax.checkpoints import fingerprint, hf, t5x
 from spot_jax.checkpoints import workdir as workdir_lib
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.data import mixtures as mixtures_lib, pipeline, tasks as tasks_lib, vocab as vocab_lib
@@ -41,9 +41,13 @@ def load_backbone(model: ml_collections.ConfigDict) -> Backbone:
   """`model.hf_path` (a Hugging Face T5 directory) -> frozen params, with runtime options applied."""
   if not model.get("hf_path"):
     raise ValueError("config.model.hf_path is empty: point it at a local Hugging Face T5 directory "
-                     "(config.json + model.safetensors), e.g. --config.model.hf_path=/path/to/t5-base-lm-adapt.")
-  cfg, params = hf.load_hf_t5(model.hf_path, dtype=model.get("dtype", "float32"),
-                              dropout_rate=model.get("dropout_rate", 0.1))
+                     "(config.json + model.safetensors) or a T5X checkpoint directory, e.g. "
+                     "--config.model.hf_path=/path/to/t5-base-lm-adapt.")
+  options = dict(dtype=model.get("dtype", "float32"), dropout_rate=model.get("dropout_rate", 0.1))
+  if t5x.is_t5x_checkpoint(model.hf_path):  # the paper's checkpoints, as t5x wrote them (float32 params as HF's)
+    cfg, params = t5x.load_t5x_t5(model.hf_path, param_dtype="float32", **options)
+  else:
+    cfg, params = hf.load_hf_t5(model.hf_path, **options)
   return Backbone(cfg, params, fingerprint.model_fingerprint(cfg, params))
 
 
