@@ -24,3 +24,7 @@ class InputDataError(UserError, ValueError):
 
 class WorkdirError(UserError, RuntimeError):
   """A workdir that belongs to another run, is in use, or cannot be written."""
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+  """The loss became NaN or infinite: the run stops before it saves a broken state."""

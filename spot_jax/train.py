@@ -592,6 +592,11 @@ def _loop(members: list[_Member], *, mesh, model_config, tune, prompt_length, fr
       for i in embedded:
         save_named(members[i], prompts[i], "embedding", {"step": done})
 
+    saving = itstime(done, cfg.checkpoint_every, cfg.num_train_steps)
+    if saving or itstime(done, cfg.log_every, cfg.num_train_steps):
+      # A NaN loss makes a NaN prompt for good: stop before such a state is logged as a result or saved.
+      _check_finite(np.atleast_1d(jax.device_get(metrics["loss"])), members, active, done)
+
     if itstime(done, cfg.log_every, cfg.num_train_steps):
       metrics = jax.device_get(metrics)
       elapsed = time.perf_counter() - window_start
@@ -614,7 +619,7 @@ def _loop(members: list[_Member], *, mesh, model_config, tune, prompt_length, fr
         if active[i] and member.evaluate is not None:
           _evaluate(member, prompts[i], done, verbose and is_writer, save_named)
 
-    if itstime(done, cfg.checkpoint_every, cfg.num_train_steps):
+    if saving:
       for i, member in enumerate(members):
         if active[i]:
           member.checkpointer.save(done, {"trainable": stack.part(trainable, i), "opt_state": stack.part(opt_state, i),
@@ -631,6 +636,18 @@ def _loop(members: list[_Member], *, mesh, model_config, tune, prompt_length, fr
     results.append(member.result(prompts[i], final if prompt_fn is not None or not named_prompts else None))
   distributed.sync("spot_jax_train_end")  # every process sees the named prompts once train() returns
   return results
+
+
+def _check_finite(losses: np.ndarray, members: list[_Member], active: list[bool], done: int) -> None:
+  bad = [m for m, loss, on in zip(members, losses, active) if on and not np.isfinite(loss)]
+  if bad:
+    where = "; ".join(f"{m.name} ({m.workdir}, last checkpoint step {m.checkpointer.latest_step() or 'none'})"
+                      for m in bad)
+    raise errors.TrainingDivergedError(
+        f"The training loss is {'/'.join(str(float(x)) for x in losses if not np.isfinite(x))} at step {done}: "
+        f"the run diverged ({where}). Nothing of this step was saved. Lower config.train.learning_rate, check "
+        "the data for empty or broken targets, or resume from the last checkpoint with other settings "
+        "(--config.train.allow_changes=...).")
 
 
 def _evaluate(member: _Member, prompt: np.ndarray, done: int, show: bool, save_named: Callable) -> None:

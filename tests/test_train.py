@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from spot_jax import sharding, train
+from spot_jax import errors, sharding, train
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import prompt as prompt_lib
 from tests import train_fixtures as fx
@@ -193,3 +193,14 @@ def test_relative_workdir_checkpoints_and_resumes(tiny, tmp_path, monkeypatch):
   assert (tmp_path / "runs/rel/checkpoints/5").is_dir()
   again = _train(tiny, "runs/rel", checkpoint_every=5)  # finished run: restores, trains nothing
   np.testing.assert_array_equal(again.prompt, first.prompt)
+
+
+def test_a_non_finite_loss_stops_the_run_before_it_is_saved(tiny, tmp_path):
+  model_cfg, frozen = tiny
+  cfg = fx.small_config(num_train_steps=3, checkpoint_every=1, log_every=100)
+  broken = lambda key, shape: np.full(shape, np.nan, np.float32)  # e.g. a prompt from a diverged run
+  with pytest.raises(errors.TrainingDivergedError, match=r"at step 1: the run diverged .*last checkpoint step none"):
+    train.train(cfg, str(tmp_path), model_config=model_cfg, frozen_params=frozen, train_iter=fx.ArrayIterator(8),
+                prompt_init=broken, verbose=False)
+  assert not (tmp_path / "checkpoints" / "1").exists()
+  assert not (tmp_path / "prompts").exists()
