@@ -13,8 +13,7 @@ import os
 
 import ml_collections
 
-from spot_jax import distributed, errors
-from spot_jax.data import mixtures
+from spot_jax import errors
 
 
 def train_defaults() -> ml_collections.ConfigDict:
@@ -52,6 +51,19 @@ def train_defaults() -> ml_collections.ConfigDict:
   # How this run may treat its workdir (they do not change the result):
   c.allow_changes = ""  # comma-separated fields allowed to differ from the workdir's run, e.g. "num_train_steps"
   c.fresh_start = False  # True: start over at step 0 when every checkpoint is unreadable (old prompts kept aside)
+  return c
+
+
+def distributed_defaults() -> ml_collections.ConfigDict:
+  """`config.distributed`: off by default; on Cloud TPU `enabled=True` alone is enough."""
+  c = ml_collections.ConfigDict()
+  c.enabled = False
+  c.coordinator_address = ""  # "host:port" of process 0; "" = auto-detect (Cloud TPU, Slurm, Open MPI)
+  c.num_processes = 0  # 0 = auto-detect
+  c.process_id = -1  # -1 = auto-detect
+  c.initialization_timeout = 300  # s to wait for every process to connect
+  c.heartbeat_timeout = 100  # s without a heartbeat after which a process counts as dead and all stop
+  c.shutdown_timeout = 300  # s a finished process waits at exit for the others
   return c
 
 
@@ -105,14 +117,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrieval.targets = ()
   # mixture strategy: source prompt tuning on the top-k sources + the target, examples-proportional
   c.retrieval.mixture_steps = 0  # 0 = train.num_train_steps
-  c.retrieval.mixture_cap = mixtures.DEFAULT_CAP  # T5's cap on a task's examples when computing rates
+  c.retrieval.mixture_cap = 2 ** 19  # T5's cap on a task's examples when computing rates (mixtures.DEFAULT_CAP)
 
   c.grid = ml_collections.ConfigDict()
   c.grid.sources = ()
   c.grid.targets = ()
   c.grid.seeds = (0,)
 
-  c.distributed = distributed.default_config()  # multi-host: jax.distributed.initialize at start
+  c.distributed = distributed_defaults()  # multi-host: jax.distributed.initialize at start
   return c
 
 

@@ -4,7 +4,8 @@ Why: on a Cloud TPU pod (or several GPU / CPU hosts) every host runs the same pr
 find each other before the first JAX call, so that `jax.devices()` lists every host's devices (one
 global mesh), batches assemble from per-host shards, Orbax writes checkpoints collectively, and a
 host that dies stops the others (heartbeats) instead of leaving them waiting in a collective.
-Single-host runs leave `config.distributed.enabled` False and nothing happens.
+Single-host runs leave `config.distributed.enabled` False (`configs.distributed_defaults`) and
+nothing happens.
 
 Also here: `is_primary()` (process 0 writes the files meant to exist once: named prompts, library
 entries, CSVs, plots, JSON) and `sync()` (a barrier, so the other processes read them only after).
@@ -18,19 +19,6 @@ from typing import Optional
 import jax
 import ml_collections
 from jax.experimental import multihost_utils
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """`config.distributed`: off by default; on Cloud TPU `enabled=True` alone is enough."""
-  c = ml_collections.ConfigDict()
-  c.enabled = False
-  c.coordinator_address = ""  # "host:port" of process 0; "" = auto-detect (Cloud TPU, Slurm, Open MPI)
-  c.num_processes = 0  # 0 = auto-detect
-  c.process_id = -1  # -1 = auto-detect
-  c.initialization_timeout = 300  # s to wait for every process to connect
-  c.heartbeat_timeout = 100  # s without a heartbeat after which a process counts as dead and all stop
-  c.shutdown_timeout = 300  # s a finished process waits at exit for the others
-  return c
 
 
 def maybe_initialize(cfg: Optional[ml_collections.ConfigDict]) -> bool:

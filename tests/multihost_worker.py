@@ -83,8 +83,8 @@ def main() -> None:
   parser.add_argument("--frozen", default="", help="pickled (T5Config, params) of fx.tiny_model(); skips its init")
   args = parser.parse_args()
 
-  from spot_jax import distributed
-  dist = distributed.default_config()
+  from spot_jax import configs, distributed
+  dist = configs.distributed_defaults()
   if args.num_processes > 1:
     dist.enabled = True
     dist.coordinator_address = f"127.0.0.1:{args.port}"

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from spot_jax import configs
 from spot_jax.data import mixtures, pipeline, tasks, vocab
 from spot_jax.data import preprocessors as pp
 
@@ -169,7 +170,7 @@ def test_proportional_rates_with_cap_and_temperature():
   expected = np.sqrt([100, 400, 1000]) / np.sqrt([100, 400, 1000]).sum()
   np.testing.assert_allclose(rates, expected)
   np.testing.assert_allclose(mixtures.examples_proportional_rates([10, 30], cap=None), [0.25, 0.75])
-  assert mixtures.DEFAULT_CAP == 2 ** 19
+  assert mixtures.DEFAULT_CAP == 2 ** 19 == configs.base_config().retrieval.mixture_cap
 
 
 @pytest.mark.parametrize("name,expected", [

@@ -20,6 +20,16 @@ def test_config_loads_with_known_fields(path):
     tasks.get_task(config.task) if config.task in tasks.list_tasks() else None
 
 
+def test_configs_import_only_ml_collections():
+  # Loading an experiment file must not pull in jax, TensorFlow, Orbax or the trainer.
+  import subprocess
+  import sys
+  code = ("import sys, spot_jax.configs; heavy = [m for m in ('jax', 'tensorflow', 'orbax', 'spot_jax.train') "
+          "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+  assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_paper_defaults():
   config = configs.load_experiment(os.path.join(ROOT, "experiments", "prompt_tuning.py"), "task=rte,size=xxl")
   assert (config.train.prompt_length, config.train.learning_rate, config.train.batch_size) == (100, 0.3, 32)

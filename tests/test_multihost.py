@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from spot_jax import distributed, train
+from spot_jax import configs, distributed, train
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import prompt as prompt_lib
 from tests import multihost_worker as worker
@@ -98,8 +98,8 @@ def _history(workdir, i, what="losses") -> dict:
 
 def test_config_validation_without_starting_anything():
   assert distributed.maybe_initialize(None) is False
-  assert distributed.maybe_initialize(distributed.default_config()) is False  # disabled: single host
-  cfg = distributed.default_config()
+  assert distributed.maybe_initialize(configs.distributed_defaults()) is False  # disabled: single host
+  cfg = configs.distributed_defaults()
   cfg.enabled, cfg.coordinator_address = True, "127.0.0.1:1234"
   with pytest.raises(ValueError, match=r"\['num_processes', 'process_id'\] are not"):
     distributed.maybe_initialize(cfg)
