@@ -1,8 +1,11 @@
 """THE trainer: prompt tuning on a frozen T5, sharded with jax.jit + NamedSharding.
 
-Every job (source prompt, target transfer, library build, grid, quickstart) calls `train()`; none
-has a loop of its own. Reading order, big_vision style: mesh -> model and frozen params -> state
-(restored or fresh) -> `for step in ...`: train step / log / eval + best prompt / checkpoint.
+Every job (source prompt, target transfer, library build, grid, quickstart, projector, the
+quickstart's backbone) trains through `_loop`; none has a loop of its own. What is trained and how is
+one value, an `Objective` (`prompt_tuning`, `model_tuning`, the projector's); `train` trains one
+prompt, `train_prompts` several (`config.train.prompts_per_step` per step), `run` any objective.
+Reading order, big_vision style: mesh -> model and frozen params -> state (restored or fresh) ->
+`for step in ...`: train step / log / eval + best prompt / checkpoint.
 
 The step is `train_step(prompt, opt_state, frozen_params, batch, step)`: gradients are taken with
 respect to the prompt only (the frozen params are a non-differentiated argument, so XLA never
@@ -299,11 +302,44 @@ class PromptRun:
   embedding_step: Optional[int] = None  # this run's config.train.embedding_step (None: the shared one)
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """What the one training loop trains and how, as one value. Built by `prompt_tuning` (a prompt on
+  the frozen T5), `model_tuning` (the T5 itself) and spot/projector.py's `task_objective` /
+  `distance_objective` (a projector whose output is the prompt); `run` trains any of them."""
+
+  trainer: str  # recorded in the run's identity: "prompt" | "model" | "projector"
+  tune: str  # "prompt": the trainable makes the prompt of the frozen T5; "model": the trainable is the T5
+  prompt_length: int  # rows of prompt the T5 runs with (0: none)
+  frozen: Any  # the step's non-differentiated argument: T5 params ("prompt") or the fixed prompt ("model")
+  frozen_axes: Any  # its logical axes
+  make_optimizer: Callable[[ml_collections.ConfigDict], optax.GradientTransformation]
+  trainable_axes: Any = None  # logical axes of the trainable; None: replicated (prompt-sized)
+  prompt_fn: Optional[Callable[[Any], Array]] = None  # trainable -> prompt; None: the trainable is the prompt
+  loss_fn: Optional[LossFn] = None  # None: T5 cross-entropy (see make_train_step)
+
+  @property
+  def named_prompts(self) -> bool:
+    """Whether runs write best/embedding/final prompts (everything but model tuning)."""
+    return self.tune == "prompt"
+
+
+def prompt_tuning(model_config: t5.T5Config, frozen_params: Any, prompt_length: int) -> Objective:
+  """A prompt [prompt_length, d_model] on the frozen T5 (Lester et al.; SPoT)."""
+  return Objective("prompt", "prompt", prompt_length, frozen_params, t5.logical_axes(model_config), make_optimizer)
+
+
+def model_tuning(model_config: t5.T5Config) -> Objective:
+  """All T5 weights, no prompt (the quickstart's backbone; Lester et al.'s model-tuning baseline)."""
+  empty_prompt = np.zeros((0, model_config.d_model), np.float32)
+  return Objective("model", "model", 0, empty_prompt, jax.sharding.PartitionSpec(), make_model_optimizer,
+                   trainable_axes=t5.logical_axes(model_config))
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Config, frozen_params: Any,
-          train_iter: BatchIterator, prompt_init: Optional[prompt_lib.Initializer] = None,
+          train_iter: BatchIterator, prompt_init: prompt_lib.Initializer,
           evaluate: Optional[Callable[[np.ndarray], dict[str, float]]] = None, name: str = "train",
-          verbose: bool = True, prompt_fn: Optional[Callable[[Any], Array]] = None, trainable_init: Any = None,
-          loss_fn: Optional[LossFn] = None, run_identity: Optional[dict] = None,
+          verbose: bool = True, run_identity: Optional[dict] = None,
           frozen_fingerprint: Optional[str] = None) -> TrainResult:
   """Trains one prompt on the frozen model; resumes from `workdir` if it holds checkpoints.
 
@@ -311,34 +347,36 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5.T5Co
   written as `<workdir>/prompts/best.npy`. With `cfg.embedding_step > 0` the prompt at that step is
   written as `embedding.npy` (the SPoT task embedding). The final prompt is `final.npy`.
 
-  A prompt made by something trainable (Su et al.'s cross-model projector, spot/projector.py): give
-  `trainable_init` (any pytree) and `prompt_fn(trainable) -> [prompt_length, d_model]` instead of
-  `prompt_init`. Gradients, optimizer state and checkpoints are then the trainable's; the named
-  prompts and `evaluate` get `prompt_fn(trainable)`; `TrainResult.params` is the final trainable.
-  `loss_fn` (see `make_train_step`) replaces the cross-entropy through the frozen model.
-
   The workdir belongs to this run (checkpoints/workdir.py): its identity is `cfg` (less the fields
   that do not change the result), the model config, the frozen model's fingerprint (computed unless
-  `frozen_fingerprint` is given), a digest of the initial trainable, and the caller's `run_identity`
+  `frozen_fingerprint` is given), a digest of the initial prompt, and the caller's `run_identity`
   (e.g. task and data settings). A workdir holding a different run is refused.
   """
-  if (prompt_init is None) == (prompt_fn is None) or (prompt_fn is None) != (trainable_init is None):
-    raise ValueError("train() takes either prompt_init (tune a prompt) or prompt_fn and trainable_init (tune "
-                     "what makes the prompt).")
-  if prompt_fn is None:
-    run = PromptRun(workdir, cfg.seed, train_iter, prompt_init, evaluate, name, run_identity)
-    return train_prompts(cfg, [run], model_config=model_config, frozen_params=frozen_params, verbose=verbose,
-                         frozen_fingerprint=frozen_fingerprint)[0]
-  _check_prompt_cfg(cfg)
-  prompt_shape = (cfg.prompt_length, model_config.d_model)
-  prompt_lib.check_prompt_shape(jax.eval_shape(prompt_fn, trainable_init), prompt_shape, "prompt_fn(trainable)")
-  identity = {"trainer": "projector", **(run_identity or {}),
-              "frozen_model": frozen_fingerprint or fingerprint.model_fingerprint(model_config, frozen_params)}
+  run_spec = PromptRun(workdir, cfg.seed, train_iter, prompt_init, evaluate, name, run_identity)
+  return train_prompts(cfg, [run_spec], model_config=model_config, frozen_params=frozen_params, verbose=verbose,
+                       frozen_fingerprint=frozen_fingerprint)[0]
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str, objective: Objective, trainable_init: Any, *,
+        model_config: t5.T5Config, train_iter: BatchIterator,
+        evaluate: Optional[Callable[[Any], dict[str, float]]] = None, name: str = "train", verbose: bool = True,
+        run_identity: Optional[dict] = None, frozen_fingerprint: Optional[str] = None) -> TrainResult:
+  """Trains `trainable_init` (any pytree) for `objective`: the one loop behind `train`, `tune_model`
+  and the projector. Gradients, optimizer state and checkpoints are the trainable's; with a prompt
+  objective the named prompts and `evaluate` get the prompt it makes (`objective.prompt_fn`), and
+  `TrainResult.params` is the final trainable unless the trainable is the prompt itself."""
+  configs.check_train(cfg, prompt_tuning=objective.tune == "prompt")
+  if objective.tune == "prompt":
+    _check_prompt_cfg(cfg)
+    made = jax.eval_shape(objective.prompt_fn, trainable_init) if objective.prompt_fn else trainable_init
+    prompt_lib.check_prompt_shape(made, (cfg.prompt_length, model_config.d_model),
+                                  "prompt_fn(trainable)" if objective.prompt_fn else "initial prompt")
+  identity = {"trainer": objective.trainer, **(run_identity or {})}
+  if objective.tune == "prompt":
+    identity["frozen_model"] = frozen_fingerprint or fingerprint.model_fingerprint(model_config, objective.frozen)
   member = _Member(workdir, cfg, train_iter, evaluate, name, identity,
                    jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), trainable_init))
-  return _run([member], model_config=model_config, tune="prompt", prompt_length=cfg.prompt_length,
-              frozen=frozen_params, frozen_axes=t5.logical_axes(model_config), trainable_shardings=None,
-              verbose=verbose, prompt_fn=prompt_fn, loss_fn=loss_fn)[0]
+  return _run([member], objective, model_config=model_config, verbose=verbose)[0]
 
 
 def train_prompts(cfg: ml_collections.ConfigDict, runs: Sequence[PromptRun], *, model_config: t5.T5Config,
@@ -370,12 +408,11 @@ def train_prompts(cfg: ml_collections.ConfigDict, runs: Sequence[PromptRun], *, 
     identity = {"trainer": "prompt", **(run.run_identity or {}), "frozen_model": frozen_fingerprint}
     members.append(_Member(run.workdir, run_cfg, run.train_iter, run.evaluate, run.name, identity,
                            jnp.asarray(initial, jnp.float32)))
+  objective = prompt_tuning(model_config, frozen_params, cfg.prompt_length)
   k = cfg.get("prompts_per_step", 1)
   results = []
   for first in range(0, len(members), k):
-    results += _run(members[first:first + k], model_config=model_config, tune="prompt",
-                    prompt_length=cfg.prompt_length, frozen=frozen_params, frozen_axes=t5.logical_axes(model_config),
-                    trainable_shardings=None, verbose=verbose)
+    results += _run(members[first:first + k], objective, model_config=model_config, verbose=verbose)
   return results
 
 
@@ -392,14 +429,8 @@ def tune_model(cfg: ml_collections.ConfigDict, workdir: str, *, model_config: t5
                name: str = "model-tuning", verbose: bool = True, run_identity: Optional[dict] = None) -> TrainResult:
   """Model tuning (all T5 weights, no prompt) through the same loop; `TrainResult.params` holds the
   tuned weights. The offline quickstart makes its frozen backbone this way."""
-  configs.check_train(cfg, prompt_tuning=False)
-  member = _Member(workdir, cfg, train_iter, evaluate, name, {"trainer": "model", **(run_identity or {})},
-                   jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params))
-  empty_prompt = np.zeros((0, model_config.d_model), np.float32)
-  return _run([member], model_config=model_config, tune="model", prompt_length=0, frozen=empty_prompt,
-              frozen_axes=jax.sharding.PartitionSpec(),
-              trainable_shardings=lambda mesh: sharding.logical_shardings(t5.logical_axes(model_config), params, mesh),
-              verbose=verbose)[0]
+  return run(cfg, workdir, model_tuning(model_config), params, model_config=model_config, train_iter=train_iter,
+             evaluate=evaluate, name=name, verbose=verbose, run_identity=run_identity)
 
 
 # Parts of a run's identity that no `allow_changes` can change: the state would not fit or mean anything.
@@ -431,8 +462,8 @@ class _Member:
                        best_step=self.best_step, eval_history=self.eval_history, train_history=self.train_history)
 
 
-def _run(members: list[_Member], *, model_config, tune, prompt_length, frozen, frozen_axes, trainable_shardings,
-         verbose, prompt_fn=None, loss_fn=None) -> list[TrainResult]:
+def _run(members: list[_Member], objective: Objective, *, model_config: t5.T5Config,
+         verbose: bool) -> list[TrainResult]:
   """Claims each member's workdir (its identity checked), then runs `_loop`: the only training loop."""
   cfg = members[0].cfg
   mesh = sharding.make_mesh(cfg.mesh_shape)
@@ -446,10 +477,7 @@ def _run(members: list[_Member], *, model_config, tune, prompt_length, frozen, f
                                        workdir_lib.parse_allow_changes(member.cfg.allow_changes),
                                        never_changeable=_NEVER_CHANGEABLE)
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.STANDARD_RULES):
-      shardings = trainable_shardings(mesh) if trainable_shardings else sharding.replicated(mesh)
-      return _loop(members, mesh=mesh, model_config=model_config, tune=tune, prompt_length=prompt_length,
-                   frozen=frozen, frozen_axes=frozen_axes, trainable_shardings=shardings, verbose=verbose,
-                   prompt_fn=prompt_fn, loss_fn=loss_fn)
+      return _loop(members, objective, mesh=mesh, model_config=model_config, verbose=verbose)
   finally:
     for member in members:
       if member.claim is not None:
@@ -493,24 +521,27 @@ class _Stack:
     return state if self.size == 1 else self._take(state, jnp.asarray(index, jnp.int32))
 
 
-def _loop(members: list[_Member], *, mesh, model_config, tune, prompt_length, frozen, frozen_axes,
-          trainable_shardings, verbose, prompt_fn, loss_fn) -> list[TrainResult]:
+def _loop(members: list[_Member], objective: Objective, *, mesh: jax.sharding.Mesh, model_config: t5.T5Config,
+          verbose: bool) -> list[TrainResult]:
   """Restore or start each member, then `for step in ...`: train step / log / eval + best prompt /
   checkpoint, per member."""
   cfg = members[0].cfg
   k = len(members)
-  model = prompt_lib.PromptedT5(model_config, prompt_length)
-  optimizer = make_optimizer(cfg) if tune == "prompt" else make_model_optimizer(cfg)
+  tune, prompt_fn = objective.tune, objective.prompt_fn
+  model = prompt_lib.PromptedT5(model_config, objective.prompt_length)
+  optimizer = objective.make_optimizer(cfg)
   repl = sharding.replicated(mesh)
   is_writer = jax.process_index() == 0
-  named_prompts = tune == "prompt"
+  named_prompts = objective.named_prompts
   as_prompt = jax.jit(prompt_fn) if prompt_fn is not None else (lambda trainable: trainable)
   stack = _Stack(k, mesh)
+  trainable_shardings = (sharding.logical_shardings(objective.trainable_axes, members[0].initial, mesh)
+                         if objective.trainable_axes is not None else repl)
 
-  frozen_shardings = sharding.logical_shardings(frozen_axes, frozen, mesh)
+  frozen = objective.frozen
   # Placed once, never copied or updated; a prompt run's frozen T5 is the copy evaluation reuses.
   frozen = (sharding.place_frozen(frozen, model_config, mesh) if tune == "prompt"
-            else jax.device_put(frozen, frozen_shardings))
+            else jax.device_put(frozen, sharding.logical_shardings(objective.frozen_axes, frozen, mesh)))
   # Prompt optimizer state is replicated; that of model weights follows the weights (XLA decides).
   opt_init = jax.jit(optimizer.init, out_shardings=(
       state_shardings(jax.eval_shape(optimizer.init, members[0].initial), mesh) if tune == "prompt" else None))
@@ -551,7 +582,7 @@ def _loop(members: list[_Member], *, mesh, model_config, tune, prompt_length, fr
   del states
   opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
   step_fn = jitted_step(model, optimizer, cfg, tune, mesh, jax.tree.map(lambda x: x.sharding, trainable),
-                        opt_shardings, jax.tree.map(lambda x: x.sharding, frozen), prompt_fn, loss_fn, k)
+                        opt_shardings, jax.tree.map(lambda x: x.sharding, frozen), prompt_fn, objective.loss_fn, k)
   seeds = jax.device_put(np.asarray([m.cfg.seed for m in members], np.int32), repl)
 
   start_step = min(m.start_step for m in members)

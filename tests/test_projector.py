@@ -115,16 +115,14 @@ def test_task_tuning_trains_only_the_projector_through_the_trainer(target, tmp_p
   assert moments == sorted(_shapes(initial) * 2)
 
 
-def test_trainer_takes_a_prompt_or_a_prompt_fn_not_both(target, tmp_path):
+def test_a_projector_that_makes_a_prompt_of_the_wrong_length_is_refused(target, tmp_path):
   model_cfg, frozen = target
   projector = pj.Projector(5, D_SOURCE, D_TARGET, hidden_size=8)
-  prompt_fn = pj.projected_prompt_fn(projector, np.zeros((5, D_SOURCE), np.float32))
-  with pytest.raises(ValueError, match="either prompt_init"):
-    train.train(fx.small_config(), str(tmp_path), model_config=model_cfg, frozen_params=frozen,
-                train_iter=fx.ArrayIterator(8), prompt_fn=prompt_fn)
+  objective = pj.task_objective(projector, np.zeros((5, D_SOURCE), np.float32), model_cfg, frozen)
   with pytest.raises(PromptShapeError, match=r"prompt_fn\(trainable\) has shape \(5, 48\).*expects \(7, 48\)"):
-    train.train(fx.small_config(prompt_length=7), str(tmp_path), model_config=model_cfg, frozen_params=frozen,
-                train_iter=fx.ArrayIterator(8), prompt_fn=prompt_fn, trainable_init=pj.init_params(projector))
+    train.run(fx.small_config(prompt_length=7), str(tmp_path), objective, pj.init_params(projector),
+              model_config=model_cfg, train_iter=fx.ArrayIterator(8))
+  assert not (tmp_path / "run.json").exists()
 
 
 # ----------------------------------------------------------------------------- the job

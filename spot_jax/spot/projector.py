@@ -15,7 +15,7 @@ than the target model's own prompts and make poor inits. Weights start from flax
 (LeCun normal, zero bias); their code draws T5 projector weights from N(0, 1), which saturates the tanh
 at a fan-in of L*d_src.
 
-Objectives; both are runs of the one trainer, `train.train` (there is no second training loop):
+Objectives; both are `train.Objective`s run by the one trainer, `train.run` (there is no second loop):
   task      their "task tuning" (their better one): the prompt fed to the frozen target T5 is
             projector(source prompt); cross-entropy on the target task; `prompt_fn` makes gradients,
             optimizer state and checkpoints the projector's only; source prompt and target model frozen.
@@ -29,6 +29,7 @@ Optimizer: their `optimizer_AE`, AdamW lr 5e-3, eps 1e-6, no weight decay (`trai
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -149,15 +150,30 @@ class PromptPairs:
 # ----------------------------------------------------------------------------- the two objectives
 
 
+def task_objective(projector: Projector, source_prompt: np.ndarray, model_config: t5.T5Config,
+                   frozen_params: Any) -> train.Objective:
+  """The trainer's objective for task tuning: the frozen target T5 runs with projector(source_prompt)
+  and the T5 loss; only the projector learns (its optimizer: `config.train.optimizer`, AdamW)."""
+  return dataclasses.replace(train.prompt_tuning(model_config, frozen_params, projector.prompt_length),
+                             trainer="projector", prompt_fn=projected_prompt_fn(projector, source_prompt))
+
+
+def distance_objective(projector: Projector, shown_source_prompt: np.ndarray, model_config: t5.T5Config,
+                       frozen_params: Any) -> train.Objective:
+  """The trainer's objective for distance minimizing: the loss is `distance_loss_fn` on prompt pairs;
+  the named prompts and evaluation show projector(shown_source_prompt) on the frozen target T5."""
+  return dataclasses.replace(task_objective(projector, shown_source_prompt, model_config, frozen_params),
+                             loss_fn=distance_loss_fn(projector))
+
+
 def tune_on_task(cfg: ml_collections.ConfigDict, workdir: str, *, projector: Projector, params: Any,
                  source_prompt: np.ndarray, model_config: t5.T5Config, frozen_params: Any,
                  train_iter: train.BatchIterator, evaluate: Optional[Callable[[np.ndarray], dict]] = None,
                  name: str = "projector/task", verbose: bool = True) -> train.TrainResult:
   """Task tuning: the frozen target T5 sees projector(source_prompt); only the projector learns.
   `TrainResult.params` = projector params; its named prompts (best/final.npy) are projected prompts."""
-  return train.train(cfg, workdir, model_config=model_config, frozen_params=frozen_params, train_iter=train_iter,
-                     prompt_fn=projected_prompt_fn(projector, source_prompt), trainable_init=params,
-                     evaluate=evaluate, name=name, verbose=verbose)
+  return train.run(cfg, workdir, task_objective(projector, source_prompt, model_config, frozen_params), params,
+                   model_config=model_config, train_iter=train_iter, evaluate=evaluate, name=name, verbose=verbose)
 
 
 def fit_distance(cfg: ml_collections.ConfigDict, workdir: str, *, projector: Projector, params: Any,
@@ -173,9 +189,8 @@ def fit_distance(cfg: ml_collections.ConfigDict, workdir: str, *, projector: Pro
   """
   shown = source_prompts[0] if shown_source_prompt is None else shown_source_prompt
   pairs = PromptPairs(source_prompts, target_prompts, cfg.batch_size, cfg.seed)
-  return train.train(cfg, workdir, model_config=model_config, frozen_params=frozen_params, train_iter=pairs,
-                     prompt_fn=projected_prompt_fn(projector, shown), trainable_init=params,
-                     loss_fn=distance_loss_fn(projector), evaluate=evaluate, name=name, verbose=verbose)
+  return train.run(cfg, workdir, distance_objective(projector, shown, model_config, frozen_params), params,
+                   model_config=model_config, train_iter=pairs, evaluate=evaluate, name=name, verbose=verbose)
 
 
 # ----------------------------------------------------------------------------- files
