@@ -12,7 +12,9 @@ O(steps); so this pipeline reads its sources by random access and computes the o
   already taken from a raw example that gave several (RACE questions, ReCoRD answers).
 
 A mixture draws the task of every batch slot from its rates with an RNG keyed by (seed, host,
-batch index), so the draw needs no state either. Tokenization is SentencePiece in one batched call;
+batch index), so the draw needs no state either. Tokenization is SentencePiece in one batched call
+(formats that tokenize themselves, T5's token-level prefix-LM of C4, hand over `inputs_ids` /
+`targets_ids` instead: preprocessors get the vocabulary and input length in their `Context`);
 EOS (1) is appended after truncation, as T5's `append_eos_after_trim`; truncated examples are
 counted (`BatchIterator.truncation`). A background thread prepares `prefetch` batches ahead while
 the accelerator runs the step; `get_state()` is the position after the last batch *returned*, not
@@ -140,10 +142,10 @@ def _expected(task: tasks_lib.Task, column: Any) -> str:
   return expected(column) if expected is not None and isinstance(column, str) else ""
 
 
-def _scan(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str,
-          training: bool) -> tuple[list[int], Optional[pp.InvalidRow]]:
+def _scan(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str, training: bool, vocab=None,
+          input_length: Optional[int] = None) -> tuple[list[int], Optional[pp.InvalidRow]]:
   """Indices of all rows the task cannot use, and the first one's error (a local file: every row)."""
-  ctx = pp.Context(seed=0, training=training)
+  ctx = pp.Context(seed=0, training=training, vocab=vocab, input_length=input_length)
   bad: list[int] = []
   first = None
   for index in range(len(source)):
@@ -194,13 +196,13 @@ class _Subset:
     return where(raw_index) if where is not None else f"row {raw_index}"
 
 
-def _checked_source(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str,
-                    skip: bool) -> tasks_lib.RandomAccess:
+def _checked_source(task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str, skip: bool, vocab=None,
+                    input_length: Optional[int] = None) -> tasks_lib.RandomAccess:
   """A scannable (local-file) split checked row by row up front: an error counting the bad rows, or
   (skip) the split without them. Other sources are checked as rows are read."""
   if not getattr(source, "scannable", False):
     return source
-  bad, first = _scan(task, source, split, training=True)
+  bad, first = _scan(task, source, split, training=True, vocab=vocab, input_length=input_length)
   _report_invalid(task, source, split, len(bad), len(source), first, skip)
   return _Subset(source, bad) if bad else source
 
@@ -212,8 +214,10 @@ class _TaskStream:
   """Endless examples of one task on this host: shuffled per epoch, position = (epoch, pos, sub)."""
 
   def __init__(self, task: tasks_lib.Task, source: tasks_lib.RandomAccess, split: str, seed: int,
-               process_index: int, process_count: int, skip_invalid_examples: bool = False):
+               process_index: int, process_count: int, skip_invalid_examples: bool = False, vocab=None,
+               input_length: Optional[int] = None):
     self.task, self.source, self.split = task, source, split
+    self.vocab, self.input_length = vocab, input_length  # for formats that tokenize (pp.Context)
     self.skip_invalid_examples = skip_invalid_examples
     self.skipped = 0  # bad rows skipped while reading (sources not checked up front)
     self.seed, self.process_index, self.process_count = seed, process_index, process_count
@@ -272,7 +276,8 @@ class _TaskStream:
 
   def _preprocess(self, epoch: int, pos: int) -> list[dict]:
     index = self._index(epoch, pos)
-    ctx = pp.Context(seed=_key(self.seed, self.task.name, epoch, index), training=True)
+    ctx = pp.Context(seed=_key(self.seed, self.task.name, epoch, index), training=True, vocab=self.vocab,
+                     input_length=self.input_length)
     try:
       return _outputs(self.task, self.source, self.split, index, self._read(epoch, pos), ctx)
     except pp.InvalidRow as e:
@@ -317,12 +322,24 @@ def _encode_all(vocab, texts: Sequence[str]) -> list[list[int]]:
   return encode_batch(texts) if encode_batch is not None else [vocab.encode(t) for t in texts]
 
 
-def tokenize_batch(examples: Sequence[Mapping[str, str]], vocab, input_length: int,
+def _token_ids(vocab, examples: Sequence[Mapping[str, Any]], key: str) -> list[list[int]]:
+  """Each example's ids for `key` ('inputs' or 'targets'): its `<key>_ids` where the preprocessor
+  tokenized already (T5's token-level formats), else the vocabulary's encoding of its `key` text."""
+  ids_key = f"{key}_ids"
+  to_encode = [i for i, ex in enumerate(examples) if ex.get(ids_key) is None]
+  encoded = {}
+  if to_encode:
+    encoded = dict(zip(to_encode, _encode_all(vocab, [examples[i][key] for i in to_encode])))
+  return [encoded[i] if i in encoded else list(ex[ids_key]) for i, ex in enumerate(examples)]
+
+
+def tokenize_batch(examples: Sequence[Mapping[str, Any]], vocab, input_length: int,
                    target_length: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-  """Text-to-text examples -> (fixed-length batch as in the module docstring, truncation counts)."""
+  """Text-to-text examples -> (fixed-length batch as in the module docstring, truncation counts).
+  Examples that carry `inputs_ids`/`targets_ids` are not encoded again (`_token_ids`)."""
   b = len(examples)
-  inputs = _encode_all(vocab, [ex["inputs"] for ex in examples])
-  targets = _encode_all(vocab, [ex["targets"] for ex in examples])
+  inputs = _token_ids(vocab, examples, "inputs")
+  targets = _token_ids(vocab, examples, "targets")
   enc = np.zeros((b, input_length), np.int32)
   tgt = np.zeros((b, target_length), np.int32)
   weights = np.zeros((b, target_length), np.float32)
@@ -564,9 +581,10 @@ def make_train_iterator(task_or_mixture_name: str, vocab, *, batch_size: int, in
   streams = []
   for task in tasks:
     task_split = split or task.train_split
-    source = _checked_source(task, task.source.open(task_split, data_dir), task_split, skip_invalid_examples)
+    source = _checked_source(task, task.source.open(task_split, data_dir), task_split, skip_invalid_examples,
+                             vocab, input_length)
     streams.append(_TaskStream(task, source, task_split, seed, process_index, process_count,
-                               skip_invalid_examples))
+                               skip_invalid_examples, vocab, input_length))
   rates = np.ones(1) if mixture is None else mixture.normalized_rates([s.n for s in streams])
   return BatchIterator(task_or_mixture_name, streams, rates, vocab, batch_size=batch_size, input_length=input_length,
                        target_length=target_length, seed=seed, process_index=process_index,
@@ -591,7 +609,7 @@ def load_eval_examples(task_name: str, vocab, *, split: Optional[str] = None, in
   source = task.source.open(split, data_dir)
   check_all = getattr(source, "scannable", False)  # local files: count bad rows past max_examples too
   out: list[dict] = []
-  ctx = pp.Context(seed=0, training=False)
+  ctx = pp.Context(seed=0, training=False, vocab=vocab, input_length=input_length)
   bad, checked, first = 0, 0, None
   for index in range(len(source)):
     full = max_examples is not None and len(out) >= max_examples
@@ -612,7 +630,7 @@ def load_eval_examples(task_name: str, vocab, *, split: Optional[str] = None, in
   _report_invalid(task, source, split, bad, checked, first, skip_invalid_examples)
   if max_examples is not None:
     out = out[:max_examples]
-  token_lists = _encode_all(vocab, [ex["inputs"] for ex in out])
+  token_lists = _token_ids(vocab, out, "inputs")
   for ex, ids in zip(out, token_lists):
     ex["encoder_input_tokens"] = np.asarray(_fit(ids, input_length)[0], np.int32)
   return out

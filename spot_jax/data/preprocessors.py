@@ -15,7 +15,11 @@ parseable, a label outside the task's label words — raises `InvalidRow` instea
 so that a bad file never silently shrinks the dataset; the pipeline adds the file and line.
 Outputs always hold `inputs` and `targets` strings; classification outputs also hold `label` (the
 index into the task's label words). `ctx.seed` is a deterministic per-(run seed, epoch, example)
-integer for formats that randomise (the prefix-LM split of C4); the others ignore it.
+integer for formats that randomise (the prefix-LM split of C4); the others ignore it. A format that
+works on tokens, as T5's C4 prefix-LM does, tokenizes with `ctx.vocab` (its split depends on
+`ctx.input_length`) and adds `inputs_ids`/`targets_ids`: the pipeline uses those ids instead of
+encoding the strings (which are then only their decoded text, for metrics and display). Its ids
+are T5's `c4_v220_prefix_lm` ids given the same seeds (checked by tests/test_prefix_lm.py).
 
 T5's formats (`glue`, `stsb`, `wsc_simple`, `record`, `squad`): the GLUE/SuperGLUE/SQuAD tasks use
 them by default, byte for byte what `t5.data` (0.9.4) makes of the same TFDS example (checked against
@@ -72,6 +76,8 @@ class Context:
 
   seed: int = 0  # deterministic per (run seed, epoch, example index)
   training: bool = True  # False when building evaluation examples
+  vocab: Any = None  # the task's vocabulary, for formats that work on token ids (prefix_lm)
+  input_length: Optional[int] = None  # the pipeline's encoder length, for the same formats
 
 
 Preprocessor = Callable[[Mapping[str, Any], Context], list[dict]]
@@ -567,25 +573,109 @@ def _mix(*values: int) -> int:
   return h
 
 
-def prefix_lm(text_key: str = "text", max_words: int = 256) -> Preprocessor:
-  """Prefix-LM (the LM-adapted T5 objective): a random window of <= `max_words` words is split at
-  a random point; inputs = the prefix, targets = the continuation.
+# T5's `prefix_lm` (t5.data.preprocessors, task c4_v220_prefix_lm) works on token ids, so these steps
+# take ids from the task's vocabulary (`ctx.vocab`) and hand the pipeline `inputs_ids`/`targets_ids`.
+# Each step is T5's, on the same TF stateless random ops with the same seed handling; a seed is what
+# seqio hands a map function: an int64 pair ([2]).
+PREFIX_LM_MAX_CHUNK = 65536  # T5's prefix_lm: select_random_chunk(max_length=65536)
 
-  Word-level (not token-level) so it runs before tokenization; the window keeps most examples
-  within the pipeline's lengths, and what still overflows is truncated and counted there. The
-  randomness comes from `ctx.seed`, so each epoch gives a different split, reproducibly.
+
+def seed_pair(seed: int, *path: int) -> np.ndarray:
+  """A stateless seed ([2] int64, the form seqio gives T5's map functions) for step `path` of the
+  example whose spot_jax seed is `seed` (`ctx.seed`: per run seed, epoch and example)."""
+  h = _mix(seed, *path)
+  return np.array([h >> 32, h & 0xFFFFFFFF], np.int64)
+
+
+def _split_seed(seed: Any, num: int) -> list:
+  """`tf.unstack(tf.random.experimental.stateless_split(seed, num))`, as T5's steps split their seed."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only the token-level formats need TF)
+  return tf.unstack(tf.random.experimental.stateless_split(tf.constant(np.asarray(seed, np.int64)), num))
+
+
+def _stateless_randint(minval: int, maxval: int, seed: Any) -> int:
+  """`tf.random.stateless_uniform([], minval, maxval, dtype=tf.int32, seed=seed)` as a Python int."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return int(tf.random.stateless_uniform([], minval=minval, maxval=maxval, dtype=tf.int32, seed=seed))
+
+
+def select_random_chunk(tokens: Sequence[int], seed: Any, max_length: int = PREFIX_LM_MAX_CHUNK) -> np.ndarray:
+  """T5's `single_example_select_random_chunk` (defaults: no min_length, no uniform_random_start):
+  tokens [n] -> one of the ceil(n / max_length) consecutive max_length-token chunks, chosen with
+  `seed` ([2] int64) -> [<= max_length]. A text of at most max_length tokens is returned whole (T5
+  draws from one chunk then, which always gives the first)."""
+  tokens = np.asarray(tokens, np.int32)
+  n = len(tokens)
+  num_segments = int(np.ceil(np.float32(n) / np.float32(max_length)))  # float32, as T5 computes it
+  if num_segments <= 1:
+    return tokens
+  start = max_length * _stateless_randint(0, num_segments, _split_seed(seed, 2)[1])
+  return tokens[start:min(start + max_length, n)]
+
+
+def split_tokens(tokens: Sequence[int], max_tokens_per_segment: int) -> list[np.ndarray]:
+  """T5's `split_tokens` with a fixed segment length: [n] -> consecutive segments of
+  `max_tokens_per_segment` tokens, the last one shorter; none for an empty text."""
+  tokens = np.asarray(tokens, np.int32)
+  return [tokens[i:i + max_tokens_per_segment] for i in range(0, len(tokens), max_tokens_per_segment)]
+
+
+def random_prefix_split(tokens: Sequence[int], seed: Any, noise_density: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+  """T5's `denoise` with `random_prefix_noise_mask`, inputs `drop_nonnoise_tokens`, targets
+  `drop_noise_tokens`: [n] -> (inputs = the first k tokens, targets = the rest), k uniform in
+  [min_k, n-1] where min_k = min(n-1, max(1, round((1 - 2 * noise_density) * (n-1)))) (1 at T5's 0.5).
+  A 1-token segment gives no inputs and that token as the target, as in T5."""
+  if noise_density > 0.5:
+    raise NotImplementedError("noise density must not exceed 0.5 for random_prefix_noise_mask (as in T5)")
+  tokens = np.asarray(tokens, np.int32)
+  max_inputs = len(tokens) - 1
+  scaled = np.float32(1 - 2 * noise_density) * np.float32(max_inputs)  # float32, rounded half to even
+  min_inputs = min(max_inputs, max(1, int(np.round(scaled))))
+  denoise_seeds = _split_seed(seed, 6)  # T5: noise mask seeds[:2] (uses [0]); the drop fns ignore theirs
+  k = _stateless_randint(min_inputs, max_inputs + 1, denoise_seeds[0])
+  return tokens[:k], tokens[k:]
+
+
+def prefix_lm_tokens(tokens: Sequence[int], input_length: int, chunk_seed: Any, segment_seed: Callable[[int], Any],
+                     noise_density: float = 0.5,
+                     max_chunk_length: int = PREFIX_LM_MAX_CHUNK) -> list[tuple[np.ndarray, np.ndarray]]:
+  """T5's `prefix_lm` on one tokenized text [n]: `select_random_chunk` (seed `chunk_seed`),
+  `split_tokens` into segments of input_length - 1 (room for EOS), and `random_prefix_split` of
+  segment i (seed `segment_seed(i)`) -> [(inputs, targets)], one pair per segment, without EOS (the
+  pipeline appends it after trimming to the lengths, as T5's `append_eos_after_trim`)."""
+  if input_length < 2:
+    raise ValueError(f"prefix_lm needs input_length >= 2 (segments of input_length - 1 tokens); got {input_length}.")
+  if len(tokens) == 0:  # T5 filters empty texts out
+    return []
+  chunk = select_random_chunk(tokens, chunk_seed, max_chunk_length)
+  return [random_prefix_split(segment, segment_seed(i), noise_density)
+          for i, segment in enumerate(split_tokens(chunk, input_length - 1))]
+
+
+def prefix_lm(text_key: str = "text", noise_density: float = 0.5) -> Preprocessor:
+  """T5's C4 prefix-LM (`c4_v220_prefix_lm`, the LM-adapted T5 objective), token-level: the text is
+  tokenized with `ctx.vocab`, a random chunk of <= 65536 tokens is cut into segments of
+  `ctx.input_length` - 1 tokens, and each segment is split at a uniformly random point: inputs = the
+  prefix, targets = the continuation (`prefix_lm_tokens`). One output per segment, with the ids
+  (`inputs_ids`, `targets_ids`: what the pipeline feeds the model) and their decoded text (for
+  metrics and display).
+
+  The draws are T5's TF stateless ops; their seeds come from `ctx.seed` (`seed_pair`), so each
+  epoch splits differently, reproducibly, and the same seeds give T5's ids exactly.
   """
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
-    words = as_text(ex[text_key]).split()
-    if len(words) < 2:
-      return []
-    h = _mix(ctx.seed, len(words))
-    n = min(len(words), max_words)
-    start = h % (len(words) - n + 1)
-    cut = 1 + (h >> 20) % (n - 1)
-    window = words[start:start + n]
-    return [{"inputs": " ".join(window[:cut]), "targets": " ".join(window[cut:])}]
+    if ctx.vocab is None or ctx.input_length is None:
+      raise errors.ConfigError(
+          "The prefix-LM format tokenizes in its preprocessor (T5's token-level prefix_lm): it needs the "
+          "vocabulary and the input length. Pass preprocessors.Context(vocab=..., input_length=...) (the "
+          "pipeline does).")
+    vocab = ctx.vocab
+    tokens = vocab.encode(as_text(field(ex, text_key, "a text")))
+    pairs = prefix_lm_tokens(tokens, ctx.input_length, seed_pair(ctx.seed, 0),
+                             lambda i: seed_pair(ctx.seed, 1, i), noise_density)
+    return [{"inputs": vocab.decode(inputs), "targets": vocab.decode(targets), "inputs_ids": inputs.tolist(),
+             "targets_ids": targets.tolist()} for inputs, targets in pairs]
 
   return fn
 

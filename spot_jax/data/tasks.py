@@ -782,7 +782,8 @@ def _register_super_glue() -> None:
 def _register_spot() -> None:
   """The 26 tasks of the SPoT transferability study that GLUE/SuperGLUE do not already give."""
   register_task(Task("c4", _tfds("c4/en"), pp.prefix_lm(), ("squad",), ("f1",),
-                     description="C4 (en) with the prefix-LM objective: a random split point; inputs = "
+                     description="C4 (en) with T5's prefix-LM objective (c4_v220_prefix_lm), token-level: "
+                                 "segments of input_length - 1 tokens split at a random point; inputs = "
                                  "prefix, targets = continuation. Metric = token F1 of the continuation."))
   register_task(Task("squad", _tfds("squad/v1.1"), pp.squad(), ("squad",), None, None, "qa",
                      description="SQuAD v1.1 in T5's format (squad_v010_allanswers): punctuation padded; "

@@ -6,8 +6,11 @@ layout, what Google's `t5` library (the registered seqio Tasks of
 other output field, before tokenization), what the tasks' postprocessors and
 metric functions return on fabricated model outputs, direct calls of
 `t5.evaluation.metrics` functions, and t5's GLUE / SuperGLUE average
-(`t5.evaluation.eval_utils.compute_avg_glue`). spot_jax's tests compare against
-it without needing `t5` installed.
+(`t5.evaluation.eval_utils.compute_avg_glue`). Its `prefix_lm` section holds
+what the registered `c4_v220_prefix_lm` task's token-level steps (prefix_lm,
+append_eos_after_trim) make of fabricated token sequences, with the seeds each
+random step received. spot_jax's tests compare against it without needing `t5`
+installed.
 
 This script does NOT run in spot_jax's venv. It needs a side venv (Python
 3.11) with t5 installed:
@@ -988,6 +991,173 @@ def errors_section(runners):
 
 
 # ----------------------------------------------------------------------------
+# C4 prefix-LM (token level)
+# ----------------------------------------------------------------------------
+PREFIX_LM_TASK = "c4_v220_prefix_lm"
+PREFIX_LM_VOCAB_SIZE = 32128
+# (name, number of tokens, token salt, sequence_length, postcache seed). The
+# tokens of a case are `prefix_lm_tokens(n, salt)`; they start after the
+# tokenizer (no text, no vocabulary).
+PREFIX_LM_CASES = [
+    ("empty", 0, 0, {"inputs": 16, "targets": 16}, 0),
+    ("length_1", 1, 1, {"inputs": 16, "targets": 16}, 0),
+    ("length_2", 2, 2, {"inputs": 16, "targets": 16}, 0),
+    ("length_2_seed_5", 2, 2, {"inputs": 16, "targets": 16}, 5),
+    ("length_3", 3, 3, {"inputs": 16, "targets": 16}, 1),
+    ("short", 7, 4, {"inputs": 16, "targets": 16}, 0),
+    ("inputs_length_minus_1", 15, 5, {"inputs": 16, "targets": 16}, 2),
+    ("exactly_inputs_length", 16, 6, {"inputs": 16, "targets": 16}, 3),  # 15 + a 1-token segment
+    ("inputs_length_plus_1", 17, 7, {"inputs": 16, "targets": 16}, 4),
+    ("long", 200, 8, {"inputs": 16, "targets": 8}, 0),  # 14 segments; targets trimmed to 7 + EOS
+    ("long_seed_7", 200, 8, {"inputs": 16, "targets": 8}, 7),
+    ("long_inputs_2", 9, 9, {"inputs": 2, "targets": 4}, 11),  # segments of one token
+    ("long_inputs_3", 11, 10, {"inputs": 3, "targets": 2}, 12),
+    ("much_longer", 1000, 11, {"inputs": 64, "targets": 32}, 13),
+    # Longer than prefix_lm's 65536-token chunk: select_random_chunk picks one of 2 chunks. The
+    # outputs are recorded as lengths and SHA-256 digests (see prefix_lm_digest).
+    ("over_one_chunk", 70000, 12, {"inputs": 8192, "targets": 4096}, 0),
+    ("over_one_chunk_seed_1", 70000, 12, {"inputs": 8192, "targets": 4096}, 1),
+    ("over_one_chunk_seed_2", 70000, 12, {"inputs": 8192, "targets": 4096}, 2),
+]
+PREFIX_LM_DIGEST_ABOVE = 512  # outputs of cases with more tokens are recorded as digests
+# select_random_chunk alone, at small max_length: (tokens, salt, max_length, map seed).
+SELECT_RANDOM_CHUNK_CASES = [(25, 20, 4, 0), (25, 21, 7, 1), (25, 22, 7, 2), (25, 23, 25, 3), (25, 24, 30, 4),
+                             (1, 25, 3, 5), (100, 26, 9, 6), (100, 27, 33, 7), (100, 28, 9, 8), (100, 29, 9, 9),
+                             (100, 30, 9, 10), (26, 31, 5, 11), (26, 32, 5, 12), (99, 33, 33, 13)]
+
+
+def prefix_lm_tokens(n, salt):
+  """Fabricated token ids in [3, 32000): deterministic, distinct neighbours, no pad / EOS / unk."""
+  return [3 + (i * 7919 + salt * 104729) % 31997 for i in range(n)]
+
+
+def prefix_lm_digest(ids):
+  """{'length', 'sha256' of the ids as little-endian int32, 'head': first 8 ids}."""
+  import hashlib
+  arr = np.asarray(ids, dtype="<i4")
+  return {"length": int(arr.size), "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+          "head": [int(v) for v in arr[:8]]}
+
+
+def _random_stream(seed, n):
+  """The first n values of `tf.data.Dataset.random(seed=seed)`: what seqio's map_over_dataset zips
+  with the examples as their per-example seeds (pairs from seeds s, s + 1)."""
+  if n == 0:
+    return []
+  return [int(v) for v in tf.data.Dataset.random(seed=seed).take(n).as_numpy_iterator()]
+
+
+def _stage_seeds(map_seed, n):
+  """Per-element seeds ([2] int64) that the map_over_dataset call getting map seeds (map_seed,
+  map_seed + 1) hands its first n elements."""
+  return [list(p) for p in zip(_random_stream(map_seed, n), _random_stream(map_seed + 1, n))]
+
+
+def prefix_lm_output_features():
+  """T5's DEFAULT_OUTPUT_FEATURES with a pass-through vocabulary: the same add_eos, EOS id 1 and
+  dtype; the token-level steps only read those (the SentencePiece model would need gs://)."""
+  vocab = seqio.PassThroughVocabulary(PREFIX_LM_VOCAB_SIZE, eos_id=1)
+  default = t5.data.tasks.DEFAULT_OUTPUT_FEATURES
+  return {k: seqio.Feature(vocabulary=vocab, add_eos=f.add_eos, required=f.required, dtype=f.dtype)
+          for k, f in default.items()}
+
+
+def prefix_lm_section():
+  """T5's registered c4_v220_prefix_lm on fabricated token sequences: its postcache preprocessors
+  (prefix_lm, append_eos_after_trim) through seqio.Task.preprocess_postcache with a seed, and the
+  per-element seeds each random step received, re-checked by calling the single-example steps
+  directly with those seeds."""
+  registered = seqio.TaskRegistry.get(PREFIX_LM_TASK)
+  features = prefix_lm_output_features()
+  for k in ("inputs", "targets"):
+    assert features[k].add_eos == registered.output_features[k].add_eos
+  task = seqio.Task(f"{PREFIX_LM_TASK}_fixture", source=registered.source,
+                    preprocessors=registered.preprocessors, output_features=features)
+  cache_idx = task._cache_step_idx  # pylint: disable=protected-access
+  postcache = registered.preprocessors[cache_idx + 1:]
+  assert [getattr(p, "__name__", None) for p in postcache] == ["prefix_lm", "append_eos_after_trim"], postcache
+  pre = t5.data.preprocessors
+
+  cases = []
+  for name, n, salt, seq_len, seed in PREFIX_LM_CASES:
+    tokens = prefix_lm_tokens(n, salt)
+    ds = tf.data.Dataset.from_tensors({"targets": tf.constant(tokens, tf.int32, shape=[n])})
+    outputs = list(task.preprocess_postcache(ds, sequence_length=seq_len, seed=seed).as_numpy_iterator())
+    # seqio: postcache map seeds start at seed + 42 * cache_step_idx; each random map_over_dataset
+    # takes the next two (select_random_chunk, split_tokens, denoise).
+    map_seed = seed + 42 * cache_idx
+    seeds = {"select_random_chunk": _stage_seeds(map_seed, 1 if n else 0),
+             "split_tokens": _stage_seeds(map_seed + 2, 1 if n else 0),
+             "denoise": _stage_seeds(map_seed + 4, len(outputs))}
+    # The same ids from T5's single-example steps with these seeds (so the recorded seeds are the
+    # ones T5 used).
+    if n:
+      chunk = pre.single_example_select_random_chunk(
+          {"targets": tf.constant(tokens, tf.int32)}, tf.constant(seeds["select_random_chunk"][0], tf.int64),
+          output_features=features, max_length=65536)["targets"].numpy()
+      seg = seq_len["inputs"] - 1
+      segments = [chunk[i:i + seg] for i in range(0, len(chunk), seg)]
+      assert len(segments) == len(outputs), (name, len(segments), len(outputs))
+      for segment, s, out in zip(segments, seeds["denoise"], outputs):
+        d = pre.single_example_denoise(
+            {"targets": tf.constant(segment, tf.int32)}, tf.constant(s, tf.int64), output_features=features,
+            noise_density=0.5, noise_mask_fn=pre.random_prefix_noise_mask, inputs_fn=pre.drop_nonnoise_tokens,
+            targets_fn=pre.drop_noise_tokens)
+        for k, length in seq_len.items():
+          expected = list(d[k].numpy()[:length - 1]) + [1]
+          assert list(out[k]) == expected, (name, k)
+    else:
+      assert not outputs, name
+    digest = n > PREFIX_LM_DIGEST_ABOVE
+    cases.append({
+        "name": name, "num_tokens": n, "token_salt": salt, "sequence_length": seq_len, "seed": seed,
+        "tokens": None if digest else tokens,
+        "seeds": seeds,
+        "outputs": [{k: prefix_lm_digest(v) if digest else [int(t) for t in v] for k, v in out.items()}
+                    for out in outputs],
+    })
+
+  chunks = []
+  for n, salt, max_length, seed in SELECT_RANDOM_CHUNK_CASES:
+    tokens = prefix_lm_tokens(n, salt)
+    (s,) = _stage_seeds(seed, 1)
+    with seqio.map_seed_manager(seed):
+      ds = pre.select_random_chunk(tf.data.Dataset.from_tensors({"targets": tf.constant(tokens, tf.int32)}),
+                                   output_features=features, max_length=max_length)
+      (out,) = list(ds.as_numpy_iterator())
+    direct = pre.single_example_select_random_chunk({"targets": tf.constant(tokens, tf.int32)},
+                                                    tf.constant(s, tf.int64), output_features=features,
+                                                    max_length=max_length)["targets"].numpy()
+    assert list(direct) == list(out["targets"]), (n, max_length, seed)
+    chunks.append({"num_tokens": n, "token_salt": salt, "max_length": max_length, "map_seed": seed, "seed": s,
+                   "tokens": tokens, "chunk": [int(t) for t in out["targets"]]})
+
+  return {
+      "task": PREFIX_LM_TASK,
+      "tfds_name": registered.source.tfds_dataset.name,
+      "preprocessors": [describe_callable(p) for p in registered.preprocessors],
+      "output_features": {k: {"add_eos": f.add_eos, "required": f.required, "dtype": f.dtype.name}
+                          for k, f in registered.output_features.items()},
+      "notes": [
+          "cases[].outputs: seqio.Task.preprocess_postcache(seed=cases[].seed) of the registered task's "
+          "preprocessors on a dataset of one example {'targets': tokens} (tokens = prefix_lm_tokens("
+          "num_tokens, token_salt) = [3 + (i * 7919 + salt * 104729) % 31997 for i in range(n)]), i.e. "
+          "prefix_lm then append_eos_after_trim: ids with EOS (1).",
+          "cases[].seeds: the [2] int64 seed each random step got: select_random_chunk and split_tokens "
+          "(unused: fixed segment length) for the example, denoise for each segment in order. They are "
+          "the values of tf.data.Dataset.random(seed=s) as seqio zips them, checked by re-running T5's "
+          "single-example steps with them.",
+          f"Cases with more than {PREFIX_LM_DIGEST_ABOVE} tokens record tokens as null and each output "
+          "as {length, sha256 of little-endian int32 ids, head: the first 8 ids}.",
+          "select_random_chunk[]: t5.data.preprocessors.select_random_chunk(max_length=...) under "
+          "seqio.map_seed_manager(map_seed); seed is the per-example seed it received.",
+      ],
+      "cases": cases,
+      "select_random_chunk": chunks,
+  }
+
+
+# ----------------------------------------------------------------------------
 def versions():
   import importlib.metadata as md
   pkgs = ["t5", "seqio", "tensorflow", "tensorflow-cpu", "tensorflow-datasets", "tensorflow-text",
@@ -1031,6 +1201,7 @@ def main():
       "metric_fns": metric_fn_calls(),
       "glue_average": glue_average_section(),
       "errors": errors_section(runners),
+      "prefix_lm": prefix_lm_section(),
       "mixture_weights": {
           "GLUE_WEIGHT_MAPPING": glue_utils.GLUE_WEIGHT_MAPPING,
           "SUPER_GLUE_WEIGHT_MAPPING": glue_utils.SUPER_GLUE_WEIGHT_MAPPING,
