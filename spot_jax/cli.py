@@ -107,23 +107,52 @@ def _train() -> None:
   app.run(main, flags_parser=_parse_flags)
 
 
-@command("eval", "Evaluate a prompt (config.prompt_init: npy / checkpoint / library) on config.task.")
+@command("eval", "Evaluate a prompt (config.prompt_init: npy / checkpoint / library) on config.task; or several "
+                 "(--prompts=a.npy,RUN_DIR,...), each scored, and with --ensemble=vote their majority vote too.")
 def _eval() -> None:
   _config_and_workdir(workdir_required=False)
+  flags.DEFINE_list("prompts", None, "Prompts to evaluate instead of config.prompt_init: .npy files [prompt_length, "
+                    "d_model] or spot_jax run directories (their best prompt), comma-separated.")
+  flags.DEFINE_enum("ensemble", None, ["vote"], "Also score the prompts' ensemble (Lester et al.): per example, "
+                    "the answer most prompts gave (a tie: the lowest prompt's; rank mode: the highest summed score).")
 
   def main(argv):
     del argv
     config = _load_config()
+    if FLAGS.ensemble and not FLAGS.prompts:
+      raise errors.ConfigError(f"--ensemble={FLAGS.ensemble} needs the prompts to combine: "
+                               "--prompts=a.npy,b.npy,... (files or run directories).")
     _start(config)
     import jax
+    import ml_collections
     from spot_jax import evaluation, jobs
     backbone, vocab = _backbone_and_vocab(config)
-    init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
-    prompt = init(jax.random.key(config.train.seed), (config.train.prompt_length, backbone.config.d_model))
     mode = evaluation.eval_mode(config)
-    metrics = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode,
-                                        mesh_shape=config.train.mesh_shape)(prompt)
-    print(f"eval mode {mode}: " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
+    shape = (config.train.prompt_length, backbone.config.d_model)
+    show = lambda metrics: ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items()))
+    if not FLAGS.prompts:
+      init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
+      metrics = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode,
+                                          mesh_shape=config.train.mesh_shape)(init(jax.random.key(config.train.seed), shape))
+      print(f"eval mode {mode}: " + show(metrics))
+      return
+    allow = config.prompt_init.get("allow_other_model", False)  # same-model check as config.prompt_init's
+    prompts = [jobs.make_prompt_init(ml_collections.ConfigDict(dict(
+        kind="npy" if path.endswith(".npy") else "checkpoint", path=path, which="best", allow_other_model=allow)),
+        backbone, vocab, config.task)(jax.random.key(0), shape) for path in FLAGS.prompts]
+    print(f"eval mode {mode}, task {config.task}, {len(prompts)} prompts:")
+    if FLAGS.ensemble:
+      result = evaluation.make_ensemble_evaluator(config.task, vocab, backbone, config.data, mode,
+                                                  mesh_shape=config.train.mesh_shape, method=FLAGS.ensemble)(prompts)
+      per_prompt = result.per_prompt
+    else:
+      evaluate = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode,
+                                           mesh_shape=config.train.mesh_shape)
+      per_prompt = [evaluate(prompt) for prompt in prompts]
+    for i, (path, metrics) in enumerate(zip(FLAGS.prompts, per_prompt), start=1):
+      print(f"  prompt {i} ({path}): " + show(metrics))
+    if FLAGS.ensemble:
+      print(f"  ensemble ({FLAGS.ensemble} of {len(prompts)} prompts): " + show(result.ensemble))
 
   app.run(main, flags_parser=_parse_flags)
 

@@ -75,6 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.hf_path = ""  # local Hugging Face T5 directory (T5 1.1 LM-adapted for SPoT)
   c.model.vocab_path = ""  # SentencePiece .model of that T5
+  c.model.extra_ids = 0  # sentinels <extra_id_0..N-1> after the SentencePiece ids (T5's vocabulary: 100)
   c.model.dtype = "float32"  # activations; "bfloat16" on TPU
   c.model.dropout_rate = 0.1  # frozen model's dropout during prompt tuning (T5 default)
 
@@ -145,6 +146,7 @@ def set_backbone(c: ml_collections.ConfigDict, size: str, hf_path: str = "") -> 
   """T5 1.1 LM-adapted of `size`: a Hugging Face directory (which also holds spiece.model)."""
   c.model.hf_path = hf_path or f"checkpoints/t5-{size}-lm-adapt"
   c.model.vocab_path = f"{c.model.hf_path}/spiece.model"
+  c.model.extra_ids = 100  # T5's vocabulary: 32000 pieces + 100 sentinels (Su et al.'s ON input uses <extra_id_0>)
   c.model.dtype = "float32" if size in ("small", "base") else "bfloat16"
 
 
@@ -212,6 +214,7 @@ _PROMPT_INIT_RULES = {
 _MODEL_RULES = {
     "dtype": _ONE_OF("float32", "bfloat16"),
     "dropout_rate": _NUMBER(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "extra_ids": _INT(0),
 }
 _EVAL_RULES = {"mode": _ONE_OF("generate", "rank")}
 _RETRIEVAL_RULES = {

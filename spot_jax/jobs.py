@@ -54,7 +54,7 @@ def load_backbone(model: ml_collections.ConfigDict) -> Backbone:
 def load_vocab(model: ml_collections.ConfigDict) -> vocab_lib.SentencePieceVocab:
   if not model.get("vocab_path"):
     raise ValueError("config.model.vocab_path is empty: point it at the SentencePiece .model of the backbone.")
-  return vocab_lib.SentencePieceVocab(model.vocab_path)
+  return vocab_lib.SentencePieceVocab(model.vocab_path, extra_ids=model.get("extra_ids", 0))
 
 
 # ----------------------------------------------------------------------------- evaluation

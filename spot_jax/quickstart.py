@@ -240,7 +240,7 @@ def su_analysis(config, workdir, backbone, vocab, library, grid, grid_baselines,
                   np.array([[relative[(s, t)] for t in targets] for s in sources]), sources, targets,
                   "zero-shot transfer, % of the target's own prompt", "relative performance (%)")
   related = lambda same: [v for (s, t), v in relative.items() if (synthetic.FAMILY.get(s) == synthetic.FAMILY.get(t)) == same]
-  states = indicators.activation_states(backbone.config, backbone.params, {**values, **own})
+  states = indicators.activation_states(backbone.config, backbone.params, {**values, **own}, vocab=vocab)
   rer = {(s, t): tr.rer_or_nan(grid[(s, t)], grid_baselines[t]) for s in sources for t in targets}
   rows = indicators.indicator_correlations(values, rer, target_prompts=own, activations=states)
   indicators.write_correlations(os.path.join(out, "indicator_correlations"), rows)

@@ -162,6 +162,15 @@ def majority_vote(votes: Any, num_classes: int, tie_scores: Any | None = None) -
   return np.where(tied, np.asarray(tie_scores, np.float64), -np.inf).argmax(axis=1)
 
 
+def winning_voter(same: Any) -> np.ndarray:
+  """Majority over free-form answers: same [B, N, N] bool (voter i's answer equals voter j's) -> [B]
+  the index of a voter whose answer the most voters gave. A tie goes to the answer first given by the
+  lowest voter index (each answer's class is the first voter that gave it), and that voter is returned.
+  """
+  same = np.asarray(same, bool)
+  return majority_vote(same.argmax(axis=2), same.shape[1])
+
+
 def ensemble_batch(encoder_input_tokens: Any, num_prompts: int) -> tuple[np.ndarray, np.ndarray]:
   """Tokens [B, S] -> ([B*N, S], prompt_ids [B*N]): each example once per prompt, example-major
   (row b*N + n is example b with prompt n), so results reshape to [B, N, ...]."""
@@ -182,9 +191,7 @@ def ensemble_greedy_decode(model: t5.T5, params: Any, encoder_input_tokens: Any,
   tokens, prompt_ids = ensemble_batch(encoder_input_tokens, bank.shape[0])
   ids = mixed_greedy_decode(model, params, tokens, prompt_ids, bank, max_decode_length=max_decode_length)
   per_prompt = ids.reshape(-1, bank.shape[0], ids.shape[-1])  # [B, N, T]
-  # A sequence's class is the first prompt that produced it, so "lowest class" = "lowest prompt index".
-  same = (per_prompt[:, :, None] == per_prompt[:, None]).all(axis=-1)  # [B, N, N]
-  winner = majority_vote(same.argmax(axis=2), bank.shape[0])
+  winner = winning_voter((per_prompt[:, :, None] == per_prompt[:, None]).all(axis=-1))
   return per_prompt[np.arange(per_prompt.shape[0]), winner], per_prompt
 
 

@@ -1,6 +1,8 @@
 """Su et al.'s transferability indicators: embedding similarities against scipy, the captured
 feed-forward hiddens against a by-hand recomputation and against hooks on Hugging Face's PyTorch T5
-(Su et al.'s own way of reading them), ON's properties, and the correlation table against scipy."""
+(Su et al.'s own way of reading them), ON's input (prompt + `<extra_id_0>` when the vocabulary has
+sentinels, else EOS, and the output says which), ON's properties, and the correlation table against
+scipy."""
 
 import csv
 
@@ -12,6 +14,7 @@ import scipy.stats
 import torch
 
 from spot_jax.checkpoints import hf
+from spot_jax.data import vocab as vocab_lib
 from spot_jax.models import t5
 from spot_jax.models.prompt import PromptShapeError
 from spot_jax.spot import indicators as ind
@@ -86,13 +89,13 @@ def _gelu_tanh(x):
   return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
 
 
-def _encoder_layer0_hidden(cfg, params, prompt):
-  """Encoder layer 0's FFN hidden [S, d_ff] for input [prompt; EOS], written out from the params.
+def _encoder_layer0_hidden(cfg, params, prompt, token=1):
+  """Encoder layer 0's FFN hidden [S, d_ff] for input [prompt; token], written out from the params.
   Sequences here are shorter than 8, where T5's bidirectional buckets are exact: k - q > 0 ->
   16 + (k - q), else q - k (32 buckets, 16 per direction)."""
   p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
   enc, layer = p["encoder"], p["encoder"]["layers_0"]
-  x = np.concatenate([prompt, p["token_embedder"][[1]]], 0)  # [S, d]
+  x = np.concatenate([prompt, p["token_embedder"][[token]]], 0)  # [S, d]
   s, heads, d_kv = x.shape[0], cfg.num_heads, cfg.d_kv
   rel = np.arange(s)[None, :] - np.arange(s)[:, None]  # key - query
   bias = enc["relpos_bias"]["rel_embedding"][:, np.where(rel > 0, 16 + rel, -rel)]  # [H, q, k]
@@ -118,6 +121,83 @@ def test_captured_hidden_matches_layer0_by_hand(tiny):
   np.testing.assert_allclose(captured[0], by_hand, rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def vocabs(tmp_path_factory):
+  """(a vocabulary with T5's sentinels (3 extra ids), the same one without), both under the tiny model's 64."""
+  lines = [f"the {w} sat on mat number {i}" for i, w in enumerate(["cat", "dog", "fox", "owl"] * 60)]
+  path = vocab_lib.train_sentencepiece(lines, str(tmp_path_factory.mktemp("spm") / "tiny"), 40)
+  with_sentinels = vocab_lib.SentencePieceVocab(path, extra_ids=3)
+  assert with_sentinels.vocab_size < 64
+  return with_sentinels, vocab_lib.SentencePieceVocab(path)
+
+
+def test_sentinel_ids_follow_t5s_layout(vocabs):
+  with_sentinels, plain = vocabs
+  last = with_sentinels.vocab_size - 1
+  assert [with_sentinels.sentinel_id(i) for i in range(4)] == [last, last - 1, last - 2, None]
+  assert with_sentinels.id_to_piece(with_sentinels.sentinel_id(0)) == "<extra_id_0>"
+  assert plain.sentinel_id(0) is None
+  with pytest.raises(ValueError, match="Sentinel index must be >= 0"):
+    plain.sentinel_id(-1)
+  assert ind.on_input(with_sentinels) == ind.OnInput(last, "<extra_id_0>")
+  assert ind.on_input(plain) == ind.on_input(None) == ind.OnInput(1, "</s>")
+  # Jobs build the vocabulary from config.model: T5's experiment configs give it T5's 100 sentinels.
+  from spot_jax import configs, jobs
+  model = configs.base_config().model
+  model.vocab_path = with_sentinels.model_path
+  assert jobs.load_vocab(model).sentinel_id(0) is None
+  configs.set_backbone(model_config := configs.base_config(), "base")
+  model.extra_ids = model_config.model.extra_ids
+  assert jobs.load_vocab(model).sentinel_id(0) == plain.vocab_size + 99
+
+
+def test_on_input_is_the_prompt_then_the_sentinel_when_the_vocab_has_one(tiny, vocabs):
+  cfg, params = tiny
+  with_sentinels, plain = vocabs
+  prompt = _random_prompts(cfg, n=1, seed=5)["p0"]
+  sentinel = with_sentinels.sentinel_id(0)
+  hidden = ind.ffn_hidden(cfg, params, {"p": prompt}, stack="encoder", input_token=sentinel)["p"]
+  by_hand = _encoder_layer0_hidden(cfg, params, prompt.astype(np.float64), token=sentinel)
+  np.testing.assert_allclose(hidden[0], by_hand[prompt.shape[0]], rtol=1e-4, atol=1e-5)  # [prompt; sentinel]
+  eos = ind.ffn_hidden(cfg, params, {"p": prompt}, stack="encoder")["p"]
+  assert not np.allclose(hidden, eos)
+  for stack in ind.ON_STACKS:
+    states = ind.activation_states(cfg, params, {"p": prompt}, stack, vocab=with_sentinels)
+    assert states.on_input == ind.OnInput(sentinel, "<extra_id_0>") and states.stack == stack
+    expected = ind.ffn_hidden(cfg, params, {"p": prompt}, stack, input_token=sentinel)["p"] > 0
+    np.testing.assert_array_equal(states["p"], expected)
+    fallback = ind.activation_states(cfg, params, {"p": prompt}, stack, vocab=plain)
+    assert fallback.on_input == ind.OnInput(1, "</s>")
+    np.testing.assert_array_equal(fallback["p"], ind.ffn_hidden(cfg, params, {"p": prompt}, stack)["p"] > 0)
+  with pytest.raises(ValueError, match="outside this model's vocabulary of 64 ids"):
+    ind.ffn_hidden(cfg, params, {"p": prompt}, input_token=64)
+
+
+def test_correlation_rows_and_table_say_which_input_on_used(tiny, vocabs, tmp_path):
+  cfg, params = tiny
+  with_sentinels, plain = vocabs
+  prompts = _random_prompts(cfg, n=4, seed=7)
+  names = sorted(prompts)
+  transfer = {(s, t): float(i) for i, (s, t) in enumerate((s, t) for s in names for t in names)}
+  for vocab, piece, why in [(with_sentinels, "<extra_id_0>", "Su et al.'s input"),
+                            (plain, "</s>", "the vocabulary has no sentinel")]:
+    states = ind.activation_states(cfg, params, prompts, vocab=vocab)
+    rows = ind.indicator_correlations(prompts, transfer, activations=states, window=None)
+    assert {r.indicator: r.on_input for r in rows if r.on_input} == {"neuron_overlap": piece}
+    assert all(r.on_input == "" for r in rows if r.indicator in ind.INDICATORS)
+    last = ind.format_correlations(rows).splitlines()[-1]
+    assert last.startswith("neuron_overlap*: activated neurons of the prompt followed by " + piece) and why in last
+    csv_path, _ = ind.write_correlations(str(tmp_path / piece.strip("<>/")), rows)
+    with open(csv_path) as f:
+      assert {r["indicator"]: r["on_input"] for r in csv.DictReader(f)}["neuron_overlap"] == piece
+  sentinel_states = ind.activation_states(cfg, params, prompts, vocab=with_sentinels)
+  eos_states = ind.activation_states(cfg, params, prompts, vocab=plain)
+  with pytest.raises(ValueError, match="read with <extra_id_0> after the prompt, target ones with </s>"):
+    ind.indicator_correlations(prompts, transfer, activations=sentinel_states, target_activations=eos_states)
+  plain_rows = ind.indicator_correlations(prompts, transfer, activations=dict(eos_states))  # not recorded
+  assert all(r.on_input == "" for r in plain_rows) and "neuron_overlap*" not in ind.format_correlations(plain_rows)
+
+
 def test_capture_leaves_the_params_untouched(tiny):
   cfg, params = tiny
   before = jax.tree.map(np.array, params)
@@ -135,9 +215,10 @@ def hf_model(request, tmp_path_factory):
   return model, cfg, params
 
 
-def _hf_hiddens(model, prompt, stack):
-  """Su et al.'s reading, on HF's T5: forward hooks on every FFN of `stack`; input = prompt + EOS,
-  decoder input = the start token. Returns (hidden fed to wo, output of wi or None) per layer."""
+def _hf_hiddens(model, prompt, stack, token=1):
+  """Su et al.'s reading, on HF's T5: forward hooks on every FFN of `stack`; input = prompt + token
+  (their formatter: `<extra_id_0>`), decoder input = the start token. Returns (hidden fed to wo,
+  output of wi or None) per layer."""
   blocks = model.decoder.block if stack == "decoder" else model.encoder.block
   hidden, wi_out, hooks = [], [], []
   for block in blocks:
@@ -145,7 +226,7 @@ def _hf_hiddens(model, prompt, stack):
     hooks.append(ffn.wo.register_forward_pre_hook(lambda m, args: hidden.append(args[0][0].numpy())))
     if hasattr(ffn, "wi"):
       hooks.append(ffn.wi.register_forward_hook(lambda m, args, out: wi_out.append(out[0].numpy())))
-  embeds = torch.cat([torch.tensor(prompt)[None], model.shared.weight[[1]][None]], 1)
+  embeds = torch.cat([torch.tensor(prompt)[None], model.shared.weight[[token]][None]], 1)
   with torch.no_grad():
     model(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
           decoder_input_ids=torch.zeros((1, 1), dtype=torch.long))
@@ -155,14 +236,16 @@ def _hf_hiddens(model, prompt, stack):
   return np.stack([h[position] for h in hidden]), (np.stack([w[position] for w in wi_out]) if wi_out else None)
 
 
+@pytest.mark.parametrize("last_id", [False, True], ids=["eos", "sentinel"])
 @pytest.mark.parametrize("stack", ind.ON_STACKS)
-def test_hidden_and_states_match_hooks_on_huggingface_t5(hf_model, stack):
+def test_hidden_and_states_match_hooks_on_huggingface_t5(hf_model, stack, last_id):
   model, cfg, params = hf_model
+  token = cfg.vocab_size - 1 if last_id else 1  # the last id stands in for <extra_id_0> (32099 of T5's 32100)
   prompt = _random_prompts(cfg, n=1, length=4, seed=3)["p0"]
-  ours = ind.ffn_hidden(cfg, params, {"p": prompt}, stack)["p"]
-  theirs, wi_out = _hf_hiddens(model, prompt, stack)
+  ours = ind.ffn_hidden(cfg, params, {"p": prompt}, stack, input_token=token)["p"]
+  theirs, wi_out = _hf_hiddens(model, prompt, stack, token)
   np.testing.assert_allclose(ours, theirs, atol=1e-4)
-  states = ind.activation_states(cfg, params, {"p": prompt}, stack)["p"]
+  states = ind.ffn_hidden(cfg, params, {"p": prompt}, stack, input_token=token)["p"] > ind.ON_THRESHOLD
   active = np.abs(theirs) > 1e-4  # skip neurons on the threshold, where float noise decides
   np.testing.assert_array_equal(states[active], theirs[active] > 0)
   if wi_out is not None:  # ReLU T5: Su et al. threshold wi's output; same neurons

@@ -12,7 +12,7 @@ trains a small unigram model with the same id layout from a few hundred lines of
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import sentencepiece as spm
 from etils import epath
@@ -75,6 +75,21 @@ class SentencePieceVocab:
         continue
       kept.append(i)
     return self._sp.decode(kept)
+
+  def sentinel_id(self, index: int = 0) -> Optional[int]:
+    """Id of T5's sentinel `<extra_id_{index}>`, or None when this vocabulary has no such sentinel.
+
+    With `extra_ids` (T5's layout) the sentinels count down from the last id: `<extra_id_0>` is
+    `vocab_size - 1`, i.e. 32099 in T5's 32000 + 100 ids. A SentencePiece model that defines the piece
+    `<extra_id_{index}>` itself (a user-defined symbol) gives that piece's id.
+    """
+    if index < 0:
+      raise ValueError(f"Sentinel index must be >= 0; got {index}.")
+    if index < self.extra_ids:
+      return self.vocab_size - 1 - index
+    piece = f"<extra_id_{index}>"
+    i = self._sp.piece_to_id(piece)
+    return i if i != UNK_ID and self._sp.id_to_piece(i) == piece else None
 
   def id_to_piece(self, i: int) -> str:
     if i >= self._num_pieces:
