@@ -69,13 +69,15 @@ def _load_config():
 
 
 def _start(config, workdir: Optional[str] = None) -> None:
-  """Checks every config field, joins the other hosts of a multi-host run (`config.distributed`) and
+  """Checks every config field, imports the config's task modules, joins the other hosts of a multi-host run (`config.distributed`) and
   locks the workdir (held until the command exits), before the backbone loads or a file is written:
   a bad config or a workdir in use fails at once."""
   from spot_jax import configs, distributed
   from spot_jax.checkpoints import workdir as workdir_lib
   if config is not None:
     configs.validate(config)
+    from spot_jax.data import tasks  # the run's own task modules (config.data.task_modules), checked up front too
+    tasks.import_task_modules(config.data.get("task_modules", ()))
   distributed.maybe_initialize(config.get("distributed") if config is not None else None)
   if workdir:
     workdir_lib.lock(workdir)
@@ -161,7 +163,9 @@ def _eval() -> None:
 def _library() -> None:
   flags.DEFINE_string("library", None, "Library directory (default: config.library.path).")
   flags.DEFINE_string("run", None, "add: a finished `spot-jax train` workdir (with embedding_step set).")
-  flags.DEFINE_string("task", None, "add/show: the entry's task name.")
+  flags.DEFINE_string("task", None, "add: the run's source task; show: an entry's name (<task>, or <task>@run<r> "
+                      "for a task's later runs).")
+  flags.DEFINE_integer("run_number", 0, "add: which run of --task this is (0, 1, 2, ...; SPoT keeps 3 per task).")
   flags.DEFINE_string("destination", None, "export: new directory or .tar.gz.")
   flags.DEFINE_string("source", None, "import: an exported directory or .tar.gz.")
   flags.DEFINE_bool("replace", False, "add/import: replace existing entries of the same task (the old ones are "
@@ -197,7 +201,7 @@ def _library() -> None:
       else:
         lib = library_lib.PromptLibrary(path, model_fingerprint=backbone.fingerprint,
                                         prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
-        jobs.add_run_to_library(lib, FLAGS.task, FLAGS.run, backbone, replace=FLAGS.replace)
+        jobs.add_run_to_library(lib, FLAGS.task, FLAGS.run, backbone, replace=FLAGS.replace, run=FLAGS.run_number)
       print(lib.describe())
       return
     lib = library_lib.PromptLibrary(path)
@@ -225,48 +229,15 @@ def _retrieve() -> None:
     del argv
     config = _load_config()
     _start(config, FLAGS.workdir)
-    from spot_jax import distributed, jobs
+    from spot_jax import jobs
     from spot_jax.checkpoints import prompts as prompt_io
-    from spot_jax.spot import library as library_lib, retrieval
     backbone, vocab = _backbone_and_vocab(config)
-    # The workdir belongs to one target task; strategies and k may vary (each writes its own files).
-    # Held until the command exits.
-    jobs.claim_job_workdir(config, FLAGS.workdir, "retrieve", backbone.fingerprint,
-                           identity={"task": config.task, "library": config.library.path})
-    lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
-                                    prompt_length=config.train.prompt_length)
-    if FLAGS.embedding:
-      key = prompt_io.load_npy(FLAGS.embedding)
-    else:
-      key = jobs.target_embedding(config, os.path.join(FLAGS.workdir, "embedding_run"), backbone=backbone,
-                                  vocab=vocab, task_name=config.task)
-    rankings = jobs.rank_library(lib, key, list(config.retrieval.measures), exclude=[config.task])
-    primary = distributed.is_primary()  # every host computes the same; process 0 writes the files
-    if primary:
-      retrieval.write_ranking_csv(os.path.join(FLAGS.workdir, "ranking.csv"), config.task, rankings)
-    ranking = rankings[config.retrieval.measure]
-    k = config.retrieval.k
-    top = [r.task for r in retrieval.top_k(ranking, k)]
-    if config.retrieval.strategy == "weighted_average":
-      weights = retrieval.weighted_average_weights(ranking, k)
-      init = retrieval.weighted_average_prompt({n: lib.get(n).value for n in weights}, weights)
-      chosen = [f"{n} (w={w:.3f})" for n, w in weights.items()]
-      if primary:
-        prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_weighted_average_top{k}.npy"), init)
-    elif config.retrieval.strategy == "mixture":  # a prompt tuned on the top-k sources' data + the target's
-      chosen = top
-      init = jobs.mixture_prompt(config, os.path.join(FLAGS.workdir, f"mixture_run_top{k}"), backbone=backbone,
-                                 vocab=vocab, target=config.task, sources=top, verbose=True)
-      if primary:
-        prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_mixture_top{k}.npy"), init)
-    else:  # best_of_top_k: one init per source; the target is tuned from each, the best kept
-      chosen = top
-      for rank, name in enumerate(top, start=1):
-        if primary:
-          prompt_io.save_npy(os.path.join(FLAGS.workdir, f"init_top{rank}_{name}.npy"), lib.get(name).value)
-    for measure, ranked in rankings.items():
+    embedding = prompt_io.load_npy(FLAGS.embedding) if FLAGS.embedding else None
+    result = jobs.retrieve(config, FLAGS.workdir, backbone=backbone, vocab=vocab, embedding=embedding)
+    for measure, ranked in result["rankings"].items():
       print(f"{measure}: " + ", ".join(f"{r.task} {r.similarity:.3f}" for r in ranked[:10]))
-    print(f"strategy {config.retrieval.strategy}, k={k}: {', '.join(chosen)}; files in {FLAGS.workdir}")
+    print(f"strategy {config.retrieval.strategy}, k={config.retrieval.k}: {', '.join(result['chosen'])} "
+          f"(similarity averaged over {result['target_embeddings']} target embedding(s)); files in {FLAGS.workdir}")
 
   app.run(main, flags_parser=_parse_flags)
 

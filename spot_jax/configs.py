@@ -25,14 +25,23 @@ def train_defaults() -> ml_collections.ConfigDict:
   c.num_train_steps = 30_000
   c.batch_size = 32  # global, over all hosts
   c.grad_accum_steps = 1  # split each batch into this many micro-batches (same result, less memory)
-  c.learning_rate = 0.3
+  # The optimizer and loss of google-research/prompt-tuning (prompt_tuning/configs/models/
+  # t5_1_1_prompt.gin, "PT" below; runs/prompt_finetune.gin) on t5x's Adafactor (t5x/adafactor.py):
+  c.learning_rate = 0.3  # constant 0.3: runs/prompt_finetune.gin:42-44
   c.optimizer = "adafactor"  # adafactor (prompt tuning) | adamw (Su et al.'s cross-model projector)
   c.schedule = "constant"  # constant | warmup_constant | warmup_rsqrt
   c.warmup_steps = 0
-  c.adafactor_decay_rate = 0.8
-  c.clipping_threshold = 1.0
-  c.z_loss = 1e-4
-  c.label_smoothing = 0.0
+  c.adafactor_decay_rate = 0.8  # PT:51 (second-moment decay 1 - t^-0.8)
+  c.clipping_threshold = 1.0  # t5x's default (PT leaves it); update clipping by RMS
+  c.weight_decay_rate = 1e-5  # PT:54: each step p <- (1 - 1e-5) p - lr * update (not scaled by lr)
+  # t5x counts Adafactor's steps on from the checkpoint's: prompt tuning starts at the LM-adapted T5's
+  # step 1,100,000 (checkpoint_1100000; PT:52 step_offset 0), so t = step + 1.1M in 1 - t^-0.8 and the
+  # second moments barely move from their first value. 0: a fresh count (a backbone without that history).
+  c.adafactor_start_step = 1_100_000
+  # No parameter scaling (PT:53); factored only where t5x would factor (both dims >= 128; a 100-token
+  # prompt is not), no momentum, eps 1e-30: t5x's defaults, which optax.adafactor shares.
+  c.z_loss = 1e-4  # PT:107
+  c.label_smoothing = 0.0  # PT:108
   c.mesh_shape = (-1, 1)  # (data, model); -1 = all remaining devices
   c.log_every = 100
   c.eval_every = 1000  # 0 = never
@@ -83,6 +92,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.input_length = 512
   c.data.target_length = 16
   c.data.data_dir = ""  # TFDS / local-file data directory ("" = TFDS default)
+  # Modules that register this run's tasks beyond the built-in catalogue, imported at job start
+  # (`spot_jax.data.tasks.import_task_modules`): names or .py paths, e.g. ("spot_jax.data.synthetic",).
+  c.data.task_modules = ()
   c.data.eval_max_examples = 0  # 0 = the whole validation split
   c.data.eval_batch_size = 64
   c.data.skip_invalid_examples = False  # True: skip rows whose label is outside the task's (count logged)
@@ -109,12 +121,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.library = ml_collections.ConfigDict()
   c.library.path = ""
   c.library.sources = ()
+  # Prompt-tuning runs per source task (seeds train.seed + r): SPoT's library is 16 tasks x 3 runs = 48
+  # prompts, and retrieval ranks prompts (k = 1, 3, ... counts prompts).
+  c.library.runs_per_source = 3
 
   c.retrieval = ml_collections.ConfigDict()
   c.retrieval.measures = ("average_tokens_cosine", "per_token_cosine")
   c.retrieval.measure = "average_tokens_cosine"  # the one used to pick sources
   c.retrieval.strategy = "best_of_top_k"  # best_of_top_k | weighted_average | mixture
-  c.retrieval.k = 1
+  c.retrieval.k = 1  # prompts retrieved (the library holds several runs per task: k counts prompts)
+  # Target prompt-tuning runs whose embeddings rank the library (seeds train.seed + i): a source
+  # prompt's similarity is the mean over them, as SPoT averages over 3 target runs.
+  c.retrieval.target_runs = 3
   c.retrieval.targets = ()
   # mixture strategy: source prompt tuning on the top-k sources + the target, examples-proportional
   c.retrieval.mixture_steps = 0  # 0 = train.num_train_steps
@@ -181,6 +199,8 @@ _TRAIN_RULES = {
     "warmup_steps": _INT(0),
     "adafactor_decay_rate": _NUMBER(lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "clipping_threshold": _NUMBER(lambda v: v > 0, "a number > 0"),
+    "weight_decay_rate": _NUMBER(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "adafactor_start_step": _INT(0),
     "z_loss": _NUMBER(lambda v: v >= 0, "a number >= 0"),
     "label_smoothing": _NUMBER(lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "mesh_shape": (lambda v: isinstance(v, (tuple, list)) and len(v) == 2
@@ -197,6 +217,8 @@ _TRAIN_RULES = {
     "fresh_start": _BOOL,
 }
 _DATA_RULES = {
+    "task_modules": (lambda v: isinstance(v, (tuple, list)) and all(isinstance(m, str) and m for m in v),
+                     "a tuple of module names or .py paths, e.g. ('spot_jax.data.synthetic',)"),
     "input_length": _INT(1),
     "target_length": _INT(1),
     "data_dir": _STR,
@@ -217,7 +239,9 @@ _MODEL_RULES = {
     "extra_ids": _INT(0),
 }
 _EVAL_RULES = {"mode": _ONE_OF("generate", "rank")}
+_LIBRARY_RULES = {"runs_per_source": _INT(1)}
 _RETRIEVAL_RULES = {
+    "target_runs": _INT(1),
     "strategy": _ONE_OF("best_of_top_k", "weighted_average", "mixture"),
     "k": _INT(1),
     "mixture_steps": _INT(0),
@@ -254,7 +278,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if "train" in config:
     check_train(config.train)
   for section, rules in (("data", _DATA_RULES), ("prompt_init", _PROMPT_INIT_RULES), ("model", _MODEL_RULES),
-                         ("eval", _EVAL_RULES), ("retrieval", _RETRIEVAL_RULES)):
+                         ("eval", _EVAL_RULES), ("retrieval", _RETRIEVAL_RULES), ("library", _LIBRARY_RULES)):
     if section in config:
       _check_section(config[section], rules, f"config.{section}")
   init = config.get("prompt_init")

@@ -74,6 +74,9 @@ def make_prompt_init(init: ml_collections.ConfigDict, backbone: Backbone, vocab:
   if kind == "sampled_vocab":
     return prompt_lib.sampled_vocab(embedding, init.get("population", 5000))
   if kind == "class_labels":
+    if task_name is None:
+      raise errors.ConfigError("config.prompt_init.kind = 'class_labels' needs a task with label words to evaluate "
+                               "on (a mixture has none): set config.eval_task, or another prompt_init.kind.")
     words = tasks_lib.get_task(task_name).label_words or ()
     return prompt_lib.class_labels(embedding, [vocab.encode(w) for w in words], init.get("population", 5000))
   if kind == "npy":
@@ -170,7 +173,10 @@ def _prompt_run(config: ml_collections.ConfigDict, spec: RunSpec, backbone: Back
   and initialiser, and the run's identity (task and data settings)."""
   trainer_cfg, data = config.train, config.data
   seed = trainer_cfg.seed if spec.seed is None else spec.seed
-  eval_task = spec.evaluate_on or (spec.task_name if spec.task_name in tasks_lib.list_tasks() else None)
+  is_task = spec.task_name in tasks_lib.list_tasks()
+  if not is_task and not mixtures_lib.is_mixture(spec.task_name):
+    tasks_lib.get_task(spec.task_name)  # neither a task nor a mixture: the registry's error says what to do
+  eval_task = spec.evaluate_on or (spec.task_name if is_task else None)
   if eval_task and trainer_cfg.eval_every and eval_task not in evaluators:
     evaluators[eval_task] = evaluation.make_evaluator(eval_task, vocab, backbone, data, evaluation.eval_mode(config),
                                                       mesh_shape=trainer_cfg.mesh_shape)
@@ -188,49 +194,57 @@ def _prompt_run(config: ml_collections.ConfigDict, spec: RunSpec, backbone: Back
 
 
 def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workdir: str, backbone: Backbone,
-                       replace: bool = False) -> None:
-  """Library entry from a finished run: key = its embedding prompt, value = its best prompt."""
+                       replace: bool = False, run: int = 0) -> str:
+  """Library entry from a finished run, as run `run` of source `task_name` (`library.entry_name`):
+  key = its embedding prompt, value = its best prompt; -> the entry's name."""
   best = prompt_io.load_named_metadata(workdir, "best")
   embedding = prompt_io.load_named_metadata(workdir, "embedding")
   final = prompt_io.load_named_metadata(workdir, "final") or {}
   if embedding is None:
     raise ValueError(f"Run {workdir} has no task embedding prompt: train with train.embedding_step > 0.")
+  record = workdir_lib.read_record(workdir) or {}
+  name = library_lib.entry_name(task_name, run)
   value_name = "best" if best is not None else "final"
-  library.add(task_name, prompt_io.load_prompt(workdir, "embedding"), prompt_io.load_prompt(workdir, value_name),
-              {"validation_score": best["score"] if best else None, "best_step": best["step"] if best else None,
+  library.add(name, prompt_io.load_prompt(workdir, "embedding"), prompt_io.load_prompt(workdir, value_name),
+              {"task": task_name, "run_number": run, "seed": record.get("identity", {}).get("train", {}).get("seed"),
+               "validation_score": best["score"] if best else None, "best_step": best["step"] if best else None,
                "embedding_step": embedding["step"], "train_steps": final.get("step"),
                "run": os.path.abspath(workdir) if fileio.is_local(workdir) else workdir},
               model_fingerprint=backbone.fingerprint, replace=replace)
+  return name
 
 
 def build_library(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
                   vocab: vocab_lib.SentencePieceVocab, sources: Sequence[str], library_path: str,
                   verbose: bool = True, claim_workdir: bool = True) -> library_lib.PromptLibrary:
-  """One prompt per source task, trained in `<workdir>/sources/<task>`, `train.prompts_per_step` at a
-  time; an interrupted build resumes.
+  """`library.runs_per_source` prompts per source task (SPoT: 3), run r with seed train.seed + r in
+  `<workdir>/sources/<entry name>`, `train.prompts_per_step` at a time; an interrupted build resumes.
 
-  A source already in the library is skipped only if that entry came from this build's own run;
-  an entry from elsewhere is refused (it was made with other settings this build cannot check).
+  An entry already in the library is skipped only if it came from this build's own run; an entry
+  from elsewhere is refused (it was made with other settings this build cannot check).
   `claim_workdir=False` when the caller already holds `workdir` (the quickstart).
   """
   claim = claim_job_workdir(config, workdir, "library_build", backbone.fingerprint) if claim_workdir else None
   try:
     library = library_lib.PromptLibrary(library_path, model_fingerprint=backbone.fingerprint,
                                         prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
-    todo = []
+    todo = []  # (run number, spec)
     for source in sources:
-      run_dir = os.path.join(workdir, "sources", source)
-      if source in library:
-        _check_entry_from(library, source, run_dir)
-      else:
-        todo.append(RunSpec(run_dir, source))
+      for run in range(config.library.get("runs_per_source", 1)):
+        name = library_lib.entry_name(source, run)
+        run_dir = os.path.join(workdir, "sources", name)
+        if name in library:
+          _check_entry_from(library, name, run_dir)
+        else:
+          todo.append((run, RunSpec(run_dir, source, seed=config.train.seed + run, name=name)))
+    total = len(library) + len(todo)
     for group in _chunks(todo, config.train.get("prompts_per_step", 1)):
       if verbose:
-        print(f"[library] sources {len(library) + 1}-{len(library) + len(group)} of {len(sources)}: "
-              f"{', '.join(spec.task_name for spec in group)}", flush=True)
-      train_prompts(config, group, backbone=backbone, vocab=vocab, verbose=verbose)
-      for spec in group:  # entries are added as their group finishes: an interrupted build keeps them
-        add_run_to_library(library, spec.task_name, spec.workdir, backbone)
+        print(f"[library] prompts {len(library) + 1}-{len(library) + len(group)} of {total}: "
+              f"{', '.join(spec.name for _, spec in group)}", flush=True)
+      train_prompts(config, [spec for _, spec in group], backbone=backbone, vocab=vocab, verbose=verbose)
+      for run, spec in group:  # entries are added as their group finishes: an interrupted build keeps them
+        add_run_to_library(library, spec.task_name, spec.workdir, backbone, run=run)
     return library
   finally:
     if claim is not None:
@@ -265,10 +279,68 @@ def target_embedding(config: ml_collections.ConfigDict, workdir: str, *, backbon
   return target_embeddings(config, {task_name: workdir}, backbone=backbone, vocab=vocab)[task_name]
 
 
-def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray, measures: Sequence[str],
-                 exclude: Sequence[str] = ()) -> dict[str, list[retrieval.Ranked]]:
-  keys = library.keys()
-  return {m: retrieval.rank_sources(target_key, keys, m, exclude=exclude) for m in measures}
+def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray | Sequence[np.ndarray],
+                 measures: Sequence[str], exclude: Sequence[str] = ()) -> dict[str, list[retrieval.Ranked]]:
+  """The library's prompts ranked per measure by similarity to the target's embedding (several: the
+  mean similarity over the target's runs); `exclude` leaves out every run of those tasks."""
+  keys = {name: key for name, key in library.keys().items() if library_lib.split_entry_name(name)[0] not in exclude}
+  return {m: retrieval.rank_sources(target_key, keys, m) for m in measures}
+
+
+def retrieve(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
+             vocab: vocab_lib.SentencePieceVocab, embedding: Optional[np.ndarray] = None) -> dict[str, Any]:
+  """`spot-jax retrieve`: rank the library's prompts for `config.task` and write the chosen start.
+
+  The target's embeddings: `embedding`, or `retrieval.target_runs` short prompt-tuning runs on the
+  task (`<workdir>/embedding_run`, `embedding_run@run<i>`; seeds train.seed + i), similarities
+  averaged over them. Strategies (`retrieval.strategy`, k = `retrieval.k` prompts): best_of_top_k
+  writes `init_top<r>_<entry>.npy` per retrieved prompt; weighted_average writes
+  `init_weighted_average_top<k>.npy`; mixture tunes a prompt on the distinct source tasks of the
+  top-k prompts mixed with the target (`mixture_run_top<k>/`) and writes `init_mixture_top<k>.npy`.
+  The workdir belongs to one target task and library; strategies and k may vary.
+  """
+  with claim_job_workdir(config, workdir, "retrieve", backbone.fingerprint,
+                         identity={"task": config.task, "library": config.library.path}):
+    lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
+                                    prompt_length=config.train.prompt_length)
+    if embedding is not None:
+      keys = [embedding]
+    else:
+      runs = config.retrieval.get("target_runs", 1)
+      short = ml_collections.ConfigDict(config.to_dict())
+      short.train.num_train_steps, short.train.eval_every = config.train.embedding_step, 0
+      specs = [RunSpec(os.path.join(workdir, library_lib.entry_name("embedding_run", i)), config.task,
+                       seed=config.train.seed + i) for i in range(runs)]
+      train_prompts(short, specs, backbone=backbone, vocab=vocab, verbose=False)
+      keys = [prompt_io.load_prompt(spec.workdir, "embedding") for spec in specs]
+    rankings = rank_library(lib, keys, list(config.retrieval.measures), exclude=[config.task])
+    primary = distributed.is_primary()  # every host computes the same; process 0 writes the files
+    if primary:
+      retrieval.write_ranking_csv(os.path.join(workdir, "ranking.csv"), config.task, rankings)
+    ranking = rankings[config.retrieval.measure]
+    k = config.retrieval.k
+    top = [r.task for r in retrieval.top_k(ranking, k)]
+    if config.retrieval.strategy == "weighted_average":
+      weights = retrieval.weighted_average_weights(ranking, k)
+      init = retrieval.weighted_average_prompt({n: lib.get(n).value for n in weights}, weights)
+      chosen = [f"{n} (w={w:.3f})" for n, w in weights.items()]
+      files = [os.path.join(workdir, f"init_weighted_average_top{k}.npy")]
+      if primary:
+        prompt_io.save_npy(files[0], init)
+    elif config.retrieval.strategy == "mixture":  # a prompt tuned on the top-k prompts' tasks + the target's
+      chosen = list(dict.fromkeys(library_lib.split_entry_name(name)[0] for name in top))
+      init = mixture_prompt(config, os.path.join(workdir, f"mixture_run_top{k}"), backbone=backbone, vocab=vocab,
+                            target=config.task, sources=chosen, verbose=True)
+      files = [os.path.join(workdir, f"init_mixture_top{k}.npy")]
+      if primary:
+        prompt_io.save_npy(files[0], init)
+    else:  # best_of_top_k: one init per prompt; the target is tuned from each, the best kept
+      chosen = top
+      files = [os.path.join(workdir, f"init_top{rank}_{name}.npy") for rank, name in enumerate(top, start=1)]
+      if primary:
+        for path, name in zip(files, top):
+          prompt_io.save_npy(path, lib.get(name).value)
+    return {"rankings": rankings, "chosen": chosen, "files": files, "target_embeddings": len(keys)}
 
 
 def mixture_prompts(config: ml_collections.ConfigDict, cells: Sequence[tuple[str, str, Optional[int], Sequence[str]]],
@@ -304,7 +376,7 @@ def mixture_prompt(config: ml_collections.ConfigDict, workdir: str, *, backbone:
 
 # Config fields that do not change a job's results (paths to the same inputs, output cadence, hosts).
 _JOB_NOT_IDENTITY = {"": ("distributed", "verbose", "report_backbone"), "model": ("hf_path", "vocab_path"),
-                     "data": ("data_dir", "eval_batch_size"), "library": ("path",),
+                     "data": ("data_dir", "eval_batch_size", "task_modules"), "library": ("path",),
                      "train": train.NOT_IDENTITY_FIELDS}
 
 
@@ -423,13 +495,22 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backb
     baselines = {t: mean("baseline", t) for t in targets}
     transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
     measure = config.retrieval.measure
-    points = [(s, t, retrieval.similarity(runs.keys[(t, seeds[0])], library.get(s).key, measure),
-               tr.rer_or_nan(transfer[(s, t)], baselines[t])) for s in sources for t in targets if baselines[t] < 100]
-    rankings = {t: retrieval.rank_sources(runs.keys[(t, seeds[0])], {s: library.get(s).key for s in sources}, measure)
+    ks = [k for k in tr.RETRIEVAL_KS if k <= len(sources)]
+    # One ranking per target: each source's similarity averaged over the target's runs (one embedding
+    # per seed), as SPoT does; every seed's grid is read through it.
+    source_keys = {s: library.get(s).key for s in sources}
+    rankings = {t: retrieval.rank_sources([runs.keys[(t, seed)] for seed in seeds], source_keys, measure)
                 for t in targets}
-    rows = tr.retrieval_table(baselines, transfer, rankings, ks=[k for k in tr.RETRIEVAL_KS if k <= len(sources)])
+    per_seed = [({t: runs.scores[("baseline", t, seed)] for t in targets},
+                 {(s, t): runs.scores[(f"from_{s}", t, seed)] for s in sources for t in targets}, rankings)
+                for seed in seeds]
+    similarity = {(r.task, t): r.similarity for t in targets for r in rankings[t]}
+    points = [(s, t, similarity[(s, t)], tr.rer_or_nan(transfer[(s, t)], baselines[t]))
+              for s in sources for t in targets if baselines[t] < 100]
+    rows = tr.over_runs([tr.retrieval_table(*grid, ks=ks) for grid in per_seed])  # mean ± std over seeds
+    headline = tr.headline(per_seed, ks, len(sources))
     if not distributed.is_primary():  # every process ran the grid; process 0 writes and prints its results
-      return {"rows": rows, "correlation": None, "runs": runs}
+      return {"rows": rows, "headline": headline, "correlation": None, "runs": runs}
     out = os.path.join(workdir, "results")
     rer = tr.rer_matrix(transfer, baselines, sources, targets)
     tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets, "relative error reduction", "RER")
@@ -438,11 +519,13 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backb
                     sources, targets, "target score after transfer", "score")
     stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
     tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows, evaluation.eval_mode(config))
+    tr.write_headline_csv(os.path.join(out, "headline.csv"), headline)
     print(tr.format_table(rows, evaluation.eval_mode(config)))
+    print(tr.format_headline(headline))
     print(f"similarity vs transfer: {stats}; files in {out}")
     write_json(os.path.join(out, "scores.json"), {"eval_mode": evaluation.eval_mode(config),
                                                   "scores": {"/".join(map(str, k)): v for k, v in runs.scores.items()}})
-    return {"rows": rows, "correlation": stats, "runs": runs}
+    return {"rows": rows, "headline": headline, "correlation": stats, "runs": runs}
 
 
 # ----------------------------------------------------------------------------- cross-model projector

@@ -88,17 +88,19 @@ def make_model_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransf
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adafactor as prompt tuning uses it: no parameter scaling, and not factored (the prompt's axes are
-  not 'embed' x 'embed'; t5x's Adafactor would not factor it either). `optimizer="adamw"`: AdamW with
-  eps 1e-6 and no weight decay, as Su et al. train their cross-model projector (a 2-layer MLP)."""
+  """t5x's Adafactor exactly as prompt-tuning's gin sets it (values and citations: configs.py): no
+  parameter scaling, weight decay, the step count continuing from the checkpoint's, factored only
+  where t5x factors (tests/test_train.py checks it against t5x's update rule). `optimizer="adamw"`:
+  AdamW with eps 1e-6 and no weight decay, as Su et al. train their cross-model projector (a 2-layer MLP)."""
   kind = cfg.get("optimizer", "adafactor")
   if kind == "adamw":
     return optax.adamw(make_schedule(cfg), eps=1e-6, weight_decay=0.0)
   if kind != "adafactor":
     raise ValueError(f"Unknown optimizer {kind!r}; choose adafactor (prompt tuning) or adamw (projector).")
   return optax.adafactor(learning_rate=make_schedule(cfg), decay_rate=cfg.adafactor_decay_rate,
-                         clipping_threshold=cfg.clipping_threshold, multiply_by_parameter_scale=False,
-                         factored=False)
+                         decay_offset=-cfg.get("adafactor_start_step", 0), clipping_threshold=cfg.clipping_threshold,
+                         multiply_by_parameter_scale=False, weight_decay_rate=cfg.get("weight_decay_rate") or None,
+                         factored=True, min_dim_size_to_factor=128, momentum=None, eps=1e-30)
 
 
 def cross_entropy_sums(logits: Array, targets: Array, weights: Array, z_loss: float = 0.0,
@@ -618,17 +620,19 @@ def _loop(members: list[_Member], objective: Objective, *, mesh: jax.sharding.Me
     prompts = None
 
     embedded = [i for i, m in enumerate(members) if active[i] and m.cfg.embedding_step == done]
+    logging_now = itstime(done, cfg.log_every, cfg.num_train_steps)
+    evaluating = itstime(done, cfg.eval_every, cfg.num_train_steps) and any(m.evaluate for m in due)
+    saving = itstime(done, cfg.checkpoint_every, cfg.num_train_steps)
+    if embedded or logging_now or evaluating or saving:
+      # A NaN loss makes a NaN prompt for good: stop before such a state is logged, kept or saved.
+      _check_finite(np.atleast_1d(jax.device_get(metrics["loss"])), members, active, done)
+
     if embedded:
       prompts = host_prompts()
       for i in embedded:
         save_named(members[i], prompts[i], "embedding", {"step": done})
 
-    saving = itstime(done, cfg.checkpoint_every, cfg.num_train_steps)
-    if saving or itstime(done, cfg.log_every, cfg.num_train_steps):
-      # A NaN loss makes a NaN prompt for good: stop before such a state is logged as a result or saved.
-      _check_finite(np.atleast_1d(jax.device_get(metrics["loss"])), members, active, done)
-
-    if itstime(done, cfg.log_every, cfg.num_train_steps):
+    if logging_now:
       metrics = jax.device_get(metrics)
       elapsed = time.perf_counter() - window_start
       losses = np.atleast_1d(metrics["loss"])
@@ -644,7 +648,7 @@ def _loop(members: list[_Member], objective: Objective, *, mesh: jax.sharding.Me
         print(progress.line(done, float(np.mean(losses[np.asarray(active)]))), flush=True)
       window_start, window_steps = time.perf_counter(), 0
 
-    if itstime(done, cfg.eval_every, cfg.num_train_steps) and any(m.evaluate for m in due):
+    if evaluating:
       prompts = prompts or host_prompts()
       for i, member in enumerate(members):
         if active[i] and member.evaluate is not None:

@@ -16,9 +16,11 @@ from spot_jax.models import t5
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Shapes small enough for a subprocess run of a few steps in seconds.
-SMALL = ("--config.data.input_length=32", "--config.data.target_length=8", "--config.train.batch_size=8",
-         "--config.train.prompt_length=4", "--config.train.log_every=2", "--config.data.eval_max_examples=16",
-         "--config.data.eval_batch_size=16")
+# The task modules every test config may need: the synthetic families and experiments/custom_task.py's.
+TASK_MODULES = ("spot_jax.data.synthetic", os.path.join(ROOT, "experiments", "task_modules", "my_tasks.py"))
+SMALL = (f"--config.data.task_modules={TASK_MODULES!r}", "--config.data.input_length=32",
+         "--config.data.target_length=8", "--config.train.batch_size=8", "--config.train.prompt_length=4",
+         "--config.train.log_every=2", "--config.data.eval_max_examples=16", "--config.data.eval_batch_size=16")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,8 +34,9 @@ def test_train_library_retrieve_transfer(world):
   assert "synth_seven_comma" in out.stdout
   out = _cli(world, "retrieve",
              f"--config=experiments/targeted_spot.py:task=synth_seven_target,hf_path={backbone},library={library},"
-             "embedding_step=2", f"--workdir={retrieved}")
+             "embedding_step=2", f"--workdir={retrieved}", "--config.retrieval.target_runs=2")
   assert out.returncode == 0, out.stderr[-3000:]
+  assert "averaged over 2 target embedding(s)" in out.stdout  # retrieval.target_runs (SPoT's: 3)
   init = os.path.join(retrieved, "init_top1_synth_seven_comma.npy")
   np.testing.assert_array_equal(prompt_io.load_npy(init), prompt_io.load_prompt(source_run, "best"))
   assert os.path.exists(os.path.join(retrieved, "ranking.csv"))
@@ -44,8 +45,27 @@ def test_train_library_retrieve_transfer(world):
              "--config.train.eval_every=2")
   assert out.returncode == 0, out.stderr[-3000:]
   assert prompt_io.load_prompt(target_run, "final").shape == (4, 32)
+  # A second run of the same source (SPoT keeps 3 per task): entries are prompts, named <task>@run<r>.
+  out = _cli(world, "library", "add", f"--config=experiments/prompt_tuning.py:hf_path={backbone}",
+             f"--library={library}", f"--run={source_run}", "--task=synth_seven_comma", "--run_number=1")
+  assert out.returncode == 0, out.stderr[-3000:]
   out = _cli(world, "library", "list", f"--library={library}")
-  assert out.returncode == 0 and "1 entries" in out.stdout
+  assert out.returncode == 0 and "2 entries (1 source task;" in out.stdout and "synth_seven_comma@run1" in out.stdout
+
+  # The transfer grid over two seeds, 6 prompts per step: tables of mean ± std over the seeds and
+  # SPoT's headline (search space eliminated, oracle gain kept), as text and CSV.
+  grid = str(base / "grid")
+  out = _cli(world, "grid", f"--config=experiments/transferability_grid.py:hf_path={backbone},library={library},"
+             "seeds=0:1,steps=2", f"--workdir={grid}", "--config.grid.sources=()",
+             "--config.grid.targets=('synth_seven_target',)", "--config.train.embedding_step=2",
+             "--config.train.prompts_per_step=6", "--config.data.eval_max_examples=16")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "mean ± standard deviation over 2 runs" in out.stdout
+  assert "top-1 of 2: eliminates 50% of the source search space" in out.stdout  # k counts prompts
+  for name in ("retrieval_table.csv", "headline.csv", "transfer_rer.png", "scores.json"):
+    assert os.path.exists(os.path.join(grid, "results", name)), name
+  scores = json.load(open(os.path.join(grid, "results", "scores.json")))["scores"]
+  assert len(scores) == 6  # (baseline, from each of the 2 prompts) x 2 seeds
 
   # The top-k multi-task mixture strategy: a prompt tuned on the retrieved source's data mixed with
   # the target's (its checkpointed data position counts examples of both), saved as init_mixture_top1.npy. The cap
@@ -55,7 +75,7 @@ def test_train_library_retrieve_transfer(world):
              f"--config=experiments/targeted_spot.py:task=synth_seven_target,hf_path={backbone},library={library},"
              "embedding_step=2,strategy=mixture", f"--workdir={mixed}", "--config.retrieval.mixture_steps=6",
              "--config.train.eval_every=3", "--config.train.checkpoint_every=6",
-             "--config.retrieval.mixture_cap=64")
+             "--config.retrieval.mixture_cap=64", "--config.retrieval.target_runs=1")
   assert out.returncode == 0, out.stderr[-3000:]
   assert "strategy mixture, k=1: synth_seven_comma" in out.stdout
   init = prompt_io.load_npy(os.path.join(mixed, "init_mixture_top1.npy"))

@@ -1,15 +1,20 @@
 """Task registry: every registered task yields well-formed tokenized examples (TFDS tasks under
 `tfds.testing.mock_data`, local-file tasks on tiny files), clear errors, metrics and scores."""
 
+import ast
 import json
 import math
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking
 
+from spot_jax import errors
 from spot_jax.data import pipeline, tasks, vocab
 from spot_jax.data import preprocessors as pp
 from spot_jax.data import spot_tasks
@@ -144,7 +149,136 @@ def test_unknown_task_lists_registered_tasks_and_suggests():
   with pytest.raises(ValueError) as e:
     tasks.get_task("rtee")
   msg = str(e.value)
-  assert "Unknown task 'rtee'" in msg and "did you mean 'rte'" in msg and "boolq" in msg and "synth_" in msg
+  assert "Unknown task 'rtee'" in msg and "did you mean 'rte'" in msg and "boolq" in msg
+  assert "config.data.task_modules" in msg and "'spot_jax.data.synthetic'" in msg  # where other tasks come from
+
+
+# ----------------------------------------------------------------------------- explicit task modules
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_importing_tasks_registers_the_catalogue_only_and_no_tfds():
+  """A real run's import of the task API registers the built-in tasks, not the synthetic ones, and
+  imports neither TensorFlow Datasets nor TensorFlow; listing the synthetic module registers them."""
+  code = textwrap.dedent("""
+      import json, sys
+      from spot_jax.data import mixtures, tasks
+      before = dict(rte="rte" in tasks.list_tasks(), synth=[t for t in tasks.list_tasks() if t.startswith("synth_")],
+                    synth_mixture=mixtures.is_mixture("synth_sources"), mixtures=len(mixtures.list_mixtures()))
+      # after listing and looking up (the old registry imported the synthetic module, and TFDS, there)
+      before["heavy"] = [m for m in ("spot_jax.data.synthetic", "tensorflow_datasets", "tensorflow")
+                         if m in sys.modules]
+      tasks.import_task_modules(("spot_jax.data.synthetic",))
+      after = dict(synth=len([t for t in tasks.list_tasks() if t.startswith("synth_")]),
+                   synth_mixture=mixtures.is_mixture("synth_sources"))
+      print(json.dumps(dict(before=before, after=after)))
+  """)
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  assert out["before"] == {"heavy": [], "rte": True, "synth": [], "synth_mixture": False, "mixtures": 15}
+  assert out["after"] == {"synth": 24, "synth_mixture": True}
+
+
+_MY_TASKS = """
+from spot_jax.data import preprocessors as pp
+from spot_jax.data import tasks
+
+rows = lambda split: [{{"inputs": "a", "targets": "b"}}]
+tasks.register_task(tasks.Task("{name}", tasks.InMemorySource("{name}", rows), pp.passthrough()))
+"""
+
+
+def test_import_task_modules_registers_a_modules_tasks_by_name_or_file(tmp_path, monkeypatch):
+  (tmp_path / "my_tasks_by_name.py").write_text(_MY_TASKS.format(name="test_module_by_name"))
+  (tmp_path / "my_tasks_by_file.py").write_text(_MY_TASKS.format(name="test_module_by_file"))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  assert "test_module_by_name" not in tasks.list_tasks() and not tasks.is_registered("test_module_by_file")
+  modules = tasks.import_task_modules(("my_tasks_by_name", str(tmp_path / "my_tasks_by_file.py")))
+  assert [m.__name__ for m in modules] == ["my_tasks_by_name", "my_tasks_by_file"]
+  assert tasks.is_registered("test_module_by_name") and tasks.is_registered("test_module_by_file")
+  assert tasks.get_task("test_module_by_file").source.open("train") == [{"inputs": "a", "targets": "b"}]
+  # Importing again (each job of a process does) neither re-runs the file nor clashes with its registrations.
+  assert tasks.import_task_modules((str(tmp_path / "my_tasks_by_file.py"),))[0] is modules[1]
+  assert tasks.import_task_modules(()) == []
+
+
+def test_import_task_modules_names_the_module_that_fails(tmp_path, monkeypatch):
+  with pytest.raises(errors.ConfigError) as e:
+    tasks.import_task_modules(("spot_jax.data.no_such_tasks",))
+  msg = str(e.value)
+  assert "task module 'spot_jax.data.no_such_tasks' (config.data.task_modules)" in msg
+  assert "no module named 'spot_jax.data.no_such_tasks'" in msg and "'spot_jax.data.synthetic'" in msg
+  with pytest.raises(errors.ConfigError, match="no file .*missing_tasks.py"):
+    tasks.import_task_modules((str(tmp_path / "missing_tasks.py"),))
+  (tmp_path / "needs_a_package.py").write_text("import not_an_installed_package_xyz\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  with pytest.raises(errors.ConfigError, match="'needs_a_package'.*not_an_installed_package_xyz"):
+    tasks.import_task_modules(("needs_a_package",))
+  with pytest.raises(errors.ConfigError, match=r"a tuple of module names.*\('spot_jax.data.synthetic',\)"):
+    tasks.import_task_modules("spot_jax.data.synthetic")
+
+
+def _private_reach_through(path):
+  """`alias._name` uses (and `from module import _name`) of another spot_jax module in one file."""
+  tree = ast.parse(open(path).read(), path)
+  aliases, found = set(), []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spot_jax"):
+      for a in node.names:
+        if a.name.startswith("_"):
+          found.append(f"from {node.module} import {a.name}")
+        aliases.add(a.asname or a.name)  # `from spot_jax.data import tasks as tasks_lib` binds a module
+    elif isinstance(node, ast.Import):
+      aliases.update(a.asname for a in node.names if a.name.startswith("spot_jax") and a.asname)
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+        and node.attr.startswith("_") and not node.attr.startswith("__")):
+      found.append(f"{node.value.id}.{node.attr} (line {node.lineno})")
+  return found
+
+
+def test_no_data_module_uses_another_modules_private_names():
+  data_dir = os.path.join(ROOT, "spot_jax", "data")
+  found = {f: _private_reach_through(os.path.join(data_dir, f)) for f in sorted(os.listdir(data_dir))
+           if f.endswith(".py")}
+  assert {f: uses for f, uses in found.items() if uses} == {}
+
+
+def _data_imports(path):
+  """The spot_jax.data modules one file imports, at the top or inside a function (a lazy import is
+  still a dependency: the old registry imported the synthetic tasks lazily, in a cycle)."""
+  found = set()
+  for node in ast.walk(ast.parse(open(path).read(), path)):
+    if isinstance(node, ast.ImportFrom) and node.module == "spot_jax.data":
+      found.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spot_jax.data."):
+      found.add(node.module.split(".")[2])
+    elif isinstance(node, ast.Import):
+      found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("spot_jax.data."))
+  return found
+
+
+def test_data_modules_import_each_other_without_a_cycle():
+  data_dir = os.path.join(ROOT, "spot_jax", "data")
+  graph = {f[:-3]: _data_imports(os.path.join(data_dir, f)) for f in os.listdir(data_dir)
+           if f.endswith(".py") and f != "__init__.py"}
+  assert "synthetic" not in set().union(*(deps for name, deps in graph.items() if name != "synthetic"))
+  order = []  # topological order: a module after everything it imports
+  while len(order) < len(graph):
+    ready = sorted(m for m in graph if m not in order and graph[m] <= set(order))
+    assert ready, f"import cycle among {sorted(set(graph) - set(order))}"
+    order += ready
+  assert order.index("registry") < order.index("catalog") < order.index("tasks") < order.index("pipeline")
+
+
+def test_the_private_name_check_catches_a_use(tmp_path):
+  path = tmp_path / "m.py"
+  path.write_text("from spot_jax.data import registry as reg\nfrom spot_jax.data.registry import _FILE_MODULES\n"
+                  "x = reg._FILE_MODULES\ny = reg.__name__\n")
+  assert _private_reach_through(str(path)) == ["from spot_jax.data.registry import _FILE_MODULES",
+                                               "reg._FILE_MODULES (line 3)"]
 
 
 def _write_jsonl(path, rows):

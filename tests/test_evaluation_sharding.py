@@ -135,6 +135,18 @@ def test_evaluator_on_meshes_scores_as_on_one_device(vocab, backbone, mode):
   assert evaluation.make_evaluator(TASK, vocab, backbone, _data(), mode)(prompt) == alone  # default (-1, 1)
 
 
+class _InVocab(fx.ArrayIterator):
+  """The trainer fixtures' batches with ids folded into this backbone's smaller vocabulary (an id past
+  the embedding table reads NaN, and the trainer stops on a NaN loss)."""
+
+  def __init__(self, batch_size, vocab_size):
+    super().__init__(batch_size)
+    self.vocab_size = vocab_size
+
+  def __next__(self):
+    return {k: v % self.vocab_size if v.dtype.kind == "i" else v for k, v in super().__next__().items()}
+
+
 def test_evaluation_during_training_uses_the_trainers_placed_params(vocab, backbone, monkeypatch, tmp_path):
   placements = []  # (caller's params, placed params, mesh) of every place_frozen call
   place = sharding.place_frozen
@@ -150,8 +162,8 @@ def test_evaluation_during_training_uses_the_trainers_placed_params(vocab, backb
   cfg = fx.small_config(num_train_steps=4, eval_every=2, mesh_shape=(4, 2), prompt_length=3)
   evaluate = evaluation.make_evaluator(TASK, vocab, host, _data(), "rank", mesh_shape=cfg.mesh_shape)
   result = train.train(cfg, str(tmp_path), model_config=host.config, frozen_params=params,
-                       train_iter=fx.ArrayIterator(cfg.batch_size), prompt_init=prompt_lib.random_uniform(),
-                       evaluate=evaluate, verbose=False)
+                       train_iter=_InVocab(cfg.batch_size, host.config.vocab_size),
+                       prompt_init=prompt_lib.random_uniform(), evaluate=evaluate, verbose=False)
   assert [h["step"] for h in result.eval_history] == [2, 4]
   trainer_params, trainer_placed, mesh = placements[0]
   assert trainer_params is params, "the trainer places the host params first"

@@ -40,7 +40,11 @@ def test_paper_defaults():
 
 
 def test_custom_task_example_reads_local_files(tmp_path):
-  configs.load_experiment(os.path.join(ROOT, "experiments", "custom_task.py"))  # registers its task
+  config = configs.load_experiment(os.path.join(ROOT, "experiments", "custom_task.py"))
+  assert config.data.task_modules == (os.path.join(ROOT, "experiments", "task_modules", "my_tasks.py"),)
+  assert not tasks.is_registered("my_sentiment")  # loading a config registers nothing
+  tasks.import_task_modules(config.data.task_modules)  # what a job does first
+  assert tasks.get_task(config.task).source.directory == "my_sentiment"
   directory = tmp_path / "my_sentiment"
   directory.mkdir()
   rows = [{"sentence": f"film number {i} was {'great' if i % 2 else 'dull'}", "label": i % 2} for i in range(20)]

@@ -37,6 +37,29 @@ def test_add_get_list(library):
   assert reopened.names() == ["mnli", "qqp"]
 
 
+def test_several_runs_per_task_are_entries_and_retrieval_ranks_prompts(library):
+  from spot_jax import jobs
+  assert lib.entry_name("mnli") == "mnli" and lib.entry_name("mnli", 2) == "mnli@run2"
+  assert lib.split_entry_name("mnli@run2") == ("mnli", 2) and lib.split_entry_name("mnli") == ("mnli", 0)
+  with pytest.raises(lib.LibraryError, match="contains '@run'"):
+    lib.entry_name("odd@run1", 1)
+  target = _prompt(100)
+  for task in ("mnli", "qqp"):
+    for run in range(3):
+      near = target + (0.1 if task == "mnli" else 2.0) * _prompt(run + (0 if task == "mnli" else 10))
+      library.add(lib.entry_name(task, run), near, _prompt(run), model_fingerprint="abc")
+  assert len(library) == 6 and library.tasks() == ["mnli", "qqp"]
+  assert library.runs_of("mnli") == ["mnli", "mnli@run1", "mnli@run2"]
+  assert library.get("mnli@run2").source_task == "mnli" and library.get("mnli@run2").run == 2
+  assert "6 entries (2 source tasks;" in library.describe()
+  # Retrieval ranks the 6 prompts; the target's several embeddings are averaged; `exclude` drops
+  # every run of a task.
+  ranking = jobs.rank_library(library, [target, target + 0.01], ["average_tokens_cosine"])["average_tokens_cosine"]
+  assert len(ranking) == 6 and {r.task for r in ranking[:3]} == {"mnli", "mnli@run1", "mnli@run2"}
+  excluded = jobs.rank_library(library, target, ["average_tokens_cosine"], exclude=["mnli"])["average_tokens_cosine"]
+  assert [lib.split_entry_name(r.task)[0] for r in excluded] == ["qqp"] * 3
+
+
 def test_refuses_other_model_shape_and_duplicates(library):
   with pytest.raises(lib.LibraryError, match="comes from frozen model zzz.*holds prompts for model abc"):
     library.add("mnli", _prompt(0), _prompt(1), model_fingerprint="zzz")
@@ -80,6 +103,7 @@ def test_interrupted_write_leaves_no_entry(library, monkeypatch):
 @pytest.mark.parametrize("archive", [False, True])
 def test_export_import_round_trip(library, tmp_path, archive):
   library.add("mnli", _prompt(0), _prompt(1), {"validation_score": 80.0}, model_fingerprint="abc")
+  library.add(lib.entry_name("mnli", 1), _prompt(4), _prompt(5), model_fingerprint="abc")  # a second run
   destination = str(tmp_path / ("export.tar.gz" if archive else "export"))
   library.export(destination)
   if not archive:
@@ -87,10 +111,27 @@ def test_export_import_round_trip(library, tmp_path, archive):
     assert "mnli" in manifest and "abc" in manifest
     assert json.loads((tmp_path / "export" / "library.json").read_text())["model_fingerprint"] == "abc"
   imported = lib.import_library(destination, str(tmp_path / "imported"))
-  assert imported.names() == ["mnli"]
+  assert imported.names() == ["mnli", "mnli@run1"] and imported.runs_of("mnli") == ["mnli", "mnli@run1"]
   np.testing.assert_array_equal(imported.get("mnli").value, _prompt(1))
+  np.testing.assert_array_equal(imported.get("mnli@run1").value, _prompt(5))
   with pytest.raises(lib.LibraryError, match="exists"):
     library.export(destination)
+
+
+def test_a_library_written_before_runs_reads_as_one_run_per_task(tmp_path):
+  # The layout spot_jax wrote before a library held several runs per task: entries/<task>/ only.
+  root = tmp_path / "old"
+  (root / "entries" / "mnli").mkdir(parents=True)
+  (root / "library.json").write_text(json.dumps({"format": 1, "model_fingerprint": "abc", "prompt_length": 4,
+                                                 "d_model": 8}))
+  np.save(root / "entries" / "mnli" / "key.npy", _prompt(0))
+  np.save(root / "entries" / "mnli" / "value.npy", _prompt(1))
+  (root / "entries" / "mnli" / "entry.json").write_text(json.dumps({"validation_score": 70.0}))
+  old = lib.PromptLibrary(str(root))
+  assert old.names() == ["mnli"] and old.tasks() == ["mnli"] and old.runs_of("mnli") == ["mnli"]
+  assert (old.get("mnli").source_task, old.get("mnli").run) == ("mnli", 0)
+  old.add(lib.entry_name("mnli", 1), _prompt(2), _prompt(3), model_fingerprint="abc")  # more runs can join it
+  assert old.runs_of("mnli") == ["mnli", "mnli@run1"]
 
 
 def test_model_fingerprint_tracks_weights_not_runtime_options():

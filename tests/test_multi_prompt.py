@@ -95,7 +95,7 @@ def test_five_steps_equal_separate_runs_with_their_own_named_prompts(tiny, tmp_p
             == workdir_lib.read_record(str(tmp_path / "separate" / f"p{i}"))["identity"])
 
 
-@pytest.mark.parametrize("mesh", [(8, 1), (2, 4)])
+@pytest.mark.parametrize("mesh", [(8, 1), pytest.param((2, 4), marks=pytest.mark.slow)])
 def test_meshes_agree(tiny, tmp_path, mesh):
   cfg = fx.small_config(num_train_steps=3)
   reference = _joint(tiny, tmp_path / "one_device", cfg)

@@ -77,6 +77,53 @@ def test_retrieval_table_by_hand():
   assert len(lines[1]) == len(lines[2]) == len(lines[0])  # columns stay aligned
 
 
+def _grid(seed_shift):
+  """A 2-target grid; the second run's scores shifted, as another seed would give."""
+  baselines = {"t1": 60.0 + seed_shift, "t2": 80.0}
+  transfer = {("s1", "t1"): 70.0, ("s2", "t1"): 80.0, ("s3", "t1"): 60.0,
+              ("s1", "t2"): 90.0, ("s2", "t2"): 85.0, ("s3", "t2"): 70.0}
+  rankings = {"t1": [retrieval.Ranked("s1", 0.9), retrieval.Ranked("s2", 0.1), retrieval.Ranked("s3", 0.0)],
+              "t2": [retrieval.Ranked("s2", 0.8), retrieval.Ranked("s1", 0.3), retrieval.Ranked("s3", 0.1)]}
+  return baselines, transfer, rankings
+
+
+def test_tables_over_runs_give_mean_and_sample_std(tmp_path):
+  runs = [tr.retrieval_table(*_grid(shift), ks=(1,)) for shift in (0.0, 10.0)]
+  rows = {r.method: r for r in tr.over_runs(runs)}
+  # baseline average score: run 0 (60+80)/2 = 70, run 1 (70+80)/2 = 75 -> mean 72.5, sample std 3.5355
+  assert rows["baseline (prompt tuning)"].average_score == pytest.approx(72.5)
+  assert rows["baseline (prompt tuning)"].average_score_std == pytest.approx(np.std([70, 75], ddof=1))
+  # top-1 absolute change: run 0 ((70-60) + (85-80))/2 = 7.5; run 1 ((70-70) + 5)/2 = 2.5
+  assert rows["best of top-1"].absolute_change == pytest.approx(5.0)
+  assert rows["best of top-1"].absolute_change_std == pytest.approx(np.std([7.5, 2.5], ddof=1))
+  assert rows["oracle"].runs == 2
+  text = tr.format_table(list(rows.values()), "generate")
+  assert "over 2 runs" in text and "72.50 ± 3.54" in text
+  tr.write_table_csv(str(tmp_path / "t.csv"), list(rows.values()), "generate")
+  table = list(csv.DictReader(open(tmp_path / "t.csv")))
+  assert table[0]["average_score_std"] == "3.5355" and table[0]["runs"] == "2"
+  with pytest.raises(ValueError, match="same methods"):
+    tr.over_runs([runs[0], runs[1][:2]])
+
+
+def test_headline_fractions_by_hand(tmp_path):
+  rows = {h.k: h for h in tr.headline([_grid(0.0), _grid(10.0)], ks=(1, 2), library_size=3)}
+  # run 0: t1 oracle 80, base 60: top-1 s1 = 70 -> kept 0.5; t2 oracle 90, base 80: top-1 s2 = 85 -> 0.5
+  # run 1: t1 base 70: top-1 s1 = 70 -> 0.0; t2 as before 0.5.  Means 0.5 and 0.25.
+  assert rows[1].eliminated == pytest.approx(2 / 3)
+  assert rows[1].gain_kept == pytest.approx(0.375)
+  assert rows[1].gain_kept_std == pytest.approx(np.std([0.5, 0.25], ddof=1))
+  assert rows[2].gain_kept == pytest.approx(1.0) and rows[2].gain_kept_std == 0.0  # top-2 holds both oracles
+  assert (rows[1].runs, rows[1].targets) == (2, 2)
+  text = tr.format_headline(list(rows.values()))
+  assert "top-1 of 3: eliminates 67% of the source search space, keeps 38% ± 18% of the oracle's gain" in text
+  # A target that no source improves has no gain to keep: it is left out, not counted as 0 or 1.
+  flat = {"t1": 90.0}, {("s1", "t1"): 80.0}, {"t1": [retrieval.Ranked("s1", 1.0)]}
+  assert np.isnan(tr.headline([flat], ks=(1,), library_size=1)[0].gain_kept)
+  tr.write_headline_csv(str(tmp_path / "h.csv"), list(rows.values()))
+  assert list(csv.DictReader(open(tmp_path / "h.csv")))[0]["oracle_gain_kept"] == "0.3750"
+
+
 def test_rer_matrix_marks_missing_cells():
   m = tr.rer_matrix({("s", "t"): 80.0}, {"t": 60.0, "u": 50.0}, ["s"], ["t", "u"])
   assert m[0, 0] == pytest.approx(0.5) and np.isnan(m[0, 1])

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from spot_jax import errors, sharding, train
@@ -81,7 +82,9 @@ def test_grad_accumulation_exact_without_dropout(tmp_path):
     results.append(train.train(cfg, str(tmp_path / str(accum)), model_config=model_cfg, frozen_params=frozen,
                                train_iter=fx.ArrayIterator(8), prompt_init=prompt_lib.random_uniform(),
                                verbose=False).prompt)
-  np.testing.assert_allclose(results[0], results[1], atol=1e-5)
+  # The paper's Adafactor counts from step 1.1M, so its updates are close to normalised gradients and
+  # the summation order of the micro-batches shows as ~1e-5 in the prompt (the losses agree to 1e-6).
+  np.testing.assert_allclose(results[0], results[1], atol=5e-5)
 
 
 def test_named_prompts_best_and_embedding(tiny, tmp_path):
@@ -204,3 +207,39 @@ def test_a_non_finite_loss_stops_the_run_before_it_is_saved(tiny, tmp_path):
                 prompt_init=broken, verbose=False)
   assert not (tmp_path / "checkpoints" / "1").exists()
   assert not (tmp_path / "prompts").exists()
+
+
+def _t5x_adafactor_step(step, p, state, g, lr, decay=0.8, start=0, clip=1.0, wd=1e-5, eps=1e-30, min_dim=128):
+  """t5x/adafactor.py `apply_param_gradient` for a 2-D parameter (no parameter scale, no momentum),
+  transcribed in float64: second moments factored only when both dims are >= min_dim."""
+  t = step + start + 1.0
+  decay_rate = 1.0 - t ** (-decay)
+  squared = g * g + eps
+  if min(p.shape) >= min_dim:
+    rows, cols = (1, 0) if p.shape[0] <= p.shape[1] else (0, 1)  # t5x: reduce the largest dim for v_row
+    state["vr"] = decay_rate * state.get("vr", 0) + (1 - decay_rate) * squared.mean(axis=rows)
+    state["vc"] = decay_rate * state.get("vc", 0) + (1 - decay_rate) * squared.mean(axis=cols)
+    vr, vc = state["vr"], state["vc"]
+    y = g * np.expand_dims((vr / vr.mean()) ** -0.5, rows) * np.expand_dims(vc ** -0.5, cols)
+  else:
+    state["v"] = decay_rate * state.get("v", 0) + (1 - decay_rate) * squared
+    y = g * state["v"] ** -0.5
+  y = y / max(1.0, np.sqrt((y * y).mean()) / clip)
+  return (1.0 - wd) * p - lr * y, state
+
+
+@pytest.mark.parametrize("shape", [(100, 64), (130, 160)])  # a prompt (not factored); one t5x would factor
+def test_prompt_optimizer_is_t5x_adafactor_as_prompt_tunings_gin(shape):
+  cfg = train.default_config()  # lr 0.3, decay 0.8, clip 1.0, weight decay 1e-5, count from step 1.1M
+  tx = train.make_optimizer(cfg)
+  rng = np.random.default_rng(0)
+  reference = rng.normal(size=shape)
+  params = jax.numpy.asarray(reference, jax.numpy.float32)
+  opt_state, state = tx.init(params), {}
+  for step in range(5):
+    grad = rng.normal(size=shape) * (step + 1)
+    reference, state = _t5x_adafactor_step(step, reference, state, grad, lr=cfg.learning_rate,
+                                           start=cfg.adafactor_start_step, wd=cfg.weight_decay_rate)
+    updates, opt_state = tx.update(jax.numpy.asarray(grad, jax.numpy.float32), opt_state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(np.asarray(params, np.float64), reference, atol=2e-6, rtol=0)

@@ -10,6 +10,9 @@ not drown the small ones; temperature > 1 flattens the rates further.
 `Mixture.rates` is either explicit weights or "proportional" (computed from the tasks' train
 split sizes when the pipeline opens them). The sampling itself (which task each batch slot comes
 from, deterministic given the seed) lives in `pipeline`.
+
+The Table-1 mixtures are registered when this module is imported; a task module (the synthetic
+families, your own; see `registry.import_task_modules`) registers its mixtures with `register_mixture`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from spot_jax.data import tasks as tasks_lib
+from spot_jax.data import catalog, registry
 
 # T5's artificial dataset-size limit K for examples-proportional mixing (Raffel et al., 2020, §3.5.2).
 DEFAULT_CAP = 2 ** 19
@@ -76,8 +79,8 @@ class Mixture:
     r = np.asarray(self.rates, np.float64) ** (1.0 / self.temperature)
     return r / r.sum()
 
-  def tasks(self) -> list[tasks_lib.Task]:
-    return [tasks_lib.get_task(n) for n in self.task_names]
+  def tasks(self) -> list[registry.Task]:
+    return [registry.get_task(n) for n in self.task_names]
 
 
 _MIXTURES: dict[str, Mixture] = {}
@@ -86,7 +89,7 @@ _MIXTURES: dict[str, Mixture] = {}
 def register_mixture(mixture: Mixture, overwrite: bool = False) -> Mixture:
   if mixture.name in _MIXTURES and not overwrite and _MIXTURES[mixture.name] != mixture:
     raise ValueError(f"Mixture {mixture.name!r} is already registered; pick another name or pass overwrite=True.")
-  if mixture.name in tasks_lib._TASKS:  # pylint: disable=protected-access
+  if registry.is_registered(mixture.name):
     raise ValueError(f"{mixture.name!r} is already a task name; a mixture needs a distinct name.")
   _MIXTURES[mixture.name] = mixture
   return mixture
@@ -94,22 +97,19 @@ def register_mixture(mixture: Mixture, overwrite: bool = False) -> Mixture:
 
 def get_mixture(name: str) -> Mixture:
   if name not in _MIXTURES:
-    tasks_lib._ensure_synthetic()  # pylint: disable=protected-access
-  if name not in _MIXTURES:
     close = difflib.get_close_matches(name, list(_MIXTURES), n=3)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    raise ValueError(f"Unknown mixture {name!r}{hint}. Registered mixtures: {', '.join(sorted(_MIXTURES))}.")
+    raise ValueError(f"Unknown mixture {name!r}{hint}. Registered mixtures: {', '.join(sorted(_MIXTURES))}. "
+                     "Mixtures outside the built-in ones are registered by their module: list it in "
+                     "config.data.task_modules (the synthetic synth_* mixtures: 'spot_jax.data.synthetic').")
   return _MIXTURES[name]
 
 
 def list_mixtures() -> list[str]:
-  tasks_lib._ensure_synthetic()  # pylint: disable=protected-access
   return sorted(_MIXTURES)
 
 
 def is_mixture(name: str) -> bool:
-  if name not in _MIXTURES:
-    tasks_lib._ensure_synthetic()  # pylint: disable=protected-access
   return name in _MIXTURES
 
 
@@ -117,7 +117,7 @@ def is_mixture(name: str) -> bool:
 # names the members (§2.1); prompt-tuning's prompt_tuning/spot/data/*.py define the member tasks
 # (`spot_tasks`) but register no mixtures, so the rates are the paper's: examples-proportional with
 # T5's size limit K = 2**19 (`DEFAULT_CAP`), from the train split sizes.
-_T = tasks_lib.TABLE_1_TASKS
+_T = catalog.TABLE_1_TASKS
 TABLE_1_MIXTURES: dict[str, tuple[str, ...]] = {
     # Table-1 row "GLUE (8 tasks)": T5's glue_<task>_v002 tasks, without WNLI.
     "glue": ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"),
@@ -153,7 +153,7 @@ TABLE_1_MIXTURES["spot_all"] = tuple(dict.fromkeys(t for members in TABLE_1_MIXT
 for _name, _tasks in TABLE_1_MIXTURES.items():
   register_mixture(Mixture(_name, _tasks))
 # Earlier spot_jax mixtures, kept working.
-register_mixture(Mixture("spot_sources", tasks_lib.SPOT_SOURCE_TASKS))  # the 16 sources of the transfer study
+register_mixture(Mixture("spot_sources", catalog.SPOT_SOURCE_TASKS))  # the 16 sources of the transfer study
 register_mixture(Mixture("glue_super_glue", TABLE_1_MIXTURES["glue"] + TABLE_1_MIXTURES["super_glue"]))
 register_mixture(Mixture("spot_mrc", TABLE_1_MIXTURES["spot_mrqa"]))  # earlier name of reading comprehension
 register_mixture(Mixture("spot_commonsense", TABLE_1_MIXTURES["spot_rainbow"]))  # earlier name of commonsense

@@ -107,7 +107,7 @@ def permute(positions: np.ndarray, n: int, key: int, rounds: int = 4) -> np.ndar
 def _key(*parts: Any) -> int:
   """Stable 64-bit key of ints and strings (independent of PYTHONHASHSEED)."""
   ints = [zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]
-  return pp._mix(*ints)  # pylint: disable=protected-access
+  return pp.mix_hash(*ints)
 
 
 # ----------------------------------------------------------------------------- bad rows

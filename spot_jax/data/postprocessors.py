@@ -15,6 +15,9 @@ metric, so these are T5's functions with T5's semantics, in plain Python:
   (`example['targets_pretokenized']`) and both or neither contain an apostrophe, else 0; -1 if
   nothing is left.
 
+`BY_NAME` maps the names a `Task` gives as its `postprocessor` ('label', 'float', 'text', 'qa',
+'record', 'multirc', 'wsc_simple') to these functions.
+
 `example` is the evaluation example as T5 hands it over: the preprocessor's output fields (`idx`,
 `idx/question`, `answers`, `label`, ...) plus `targets_pretokenized`. Strings may be `bytes` (as in
 T5) or `str`.
@@ -22,7 +25,7 @@ T5) or `str`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 
 def _text(value: Any) -> str:
@@ -101,3 +104,17 @@ def wsc_simple(prediction: str, example: Optional[Mapping[str, Any]] = None, is_
     return 0  # "Bob" is not "Bob's hat"
   prediction_words, referent_words = set(prediction.split(" ")), set(referent.split(" "))
   return int(prediction_words.issubset(referent_words) or referent_words.issubset(prediction_words))
+
+
+# A task names its postprocessor (`Task.postprocessor`); each name is fn(text, example, is_target,
+# label_words) -> the value the metrics compare, one of T5's functions above.
+BY_NAME: dict[str, Callable[[str, Optional[Mapping[str, Any]], bool, Sequence[str]], Any]] = {
+    "label": lambda text, example, is_target, words: string_label_to_class_id(text, words),
+    "float": lambda text, example, is_target, words: string_to_float(text),
+    "text": lambda text, example, is_target, words: identity(text),
+    "qa": lambda text, example, is_target, words: qa(text, example, is_target),
+    "record": lambda text, example, is_target, words: record(text, example, is_target),
+    "multirc": lambda text, example, is_target, words: multirc(text, example, is_target),
+    "wsc_simple": lambda text, example, is_target, words: wsc_simple(text, example, is_target),
+}
+BY_NAME["squad"] = BY_NAME["drop"] = BY_NAME["qa"]  # earlier spellings

@@ -563,8 +563,8 @@ def drop(prefix: str = "drop") -> Preprocessor:
 # ----------------------------------------------------------------------------- language modelling
 
 
-def _mix(*values: int) -> int:
-  """A cheap deterministic 64-bit hash of ints (splitmix64 steps)."""
+def mix_hash(*values: int) -> int:
+  """A cheap deterministic 64-bit hash of ints (splitmix64 steps); the pipeline keys its orders with it too."""
   h = 0x9E3779B97F4A7C15
   for v in values:
     h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
@@ -583,7 +583,7 @@ PREFIX_LM_MAX_CHUNK = 65536  # T5's prefix_lm: select_random_chunk(max_length=65
 def seed_pair(seed: int, *path: int) -> np.ndarray:
   """A stateless seed ([2] int64, the form seqio gives T5's map functions) for step `path` of the
   example whose spot_jax seed is `seed` (`ctx.seed`: per run seed, epoch and example)."""
-  h = _mix(seed, *path)
+  h = mix_hash(seed, *path)
   return np.array([h >> 32, h & 0xFFFFFFFF], np.int64)
 
 

@@ -4,9 +4,8 @@ Why its own module: the Table-1 mixtures need ~45 tasks beyond GLUE and SuperGLU
 MRQA, RAINBOW, translation, summarization, GEM), and each must be exactly the reference's task —
 the same TFDS dataset and version, the same text format, postprocessor and metrics — so that a
 source prompt trained here is the paper's. This module only *describes* them (`Spec`: plain
-values and a preprocessor from `preprocessors`); `tasks` turns every spec into a registered `Task`
-at import (`tasks._register_table_1`), so there is no import cycle and the catalogue reads as one
-table per family.
+values and a preprocessor from `preprocessors`); `catalog` turns every spec into a registered `Task`
+at import, so there is no import cycle and the catalogue reads as one table per family.
 
 References, per family (google-research/prompt-tuning, `prompt_tuning/spot/data/`; the RAINBOW,
 sentiment, similarity and GEM files are in its history, commit fbfab63, "[SPoT] add RAINBOW tasks"):
@@ -55,7 +54,7 @@ class Spec:
 
 
 # TFDS versions the references pin: (version, where the pin comes from). Merged into
-# `tasks.TFDS_VERSIONS`. Two pins cannot be built by TFDS 4.9.10, which knows only a newer version:
+# `catalog.TFDS_VERSIONS`. Two pins cannot be built by TFDS 4.9.10, which knows only a newer version:
 # those use TFDS's version (as winogrande does) and say so.
 TFDS_VERSIONS: dict[str, tuple[str, str]] = {
     "goemotions": ("0.1.0", "prompt-tuning spot/data/sentiment.py"),

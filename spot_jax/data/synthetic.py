@@ -33,6 +33,11 @@ Labels are balanced. Validation payloads never occur in the task's train split.
 Sizes: 3000 train (targets: 64) and 300 validation examples per task; with the 256-piece vocabulary
 trained on `corpus_lines`, inputs are <= 24 tokens and targets <= 7 tokens, EOS included.
 `prepare(data_dir)` builds all 24 configs in array_record format (idempotent, no download).
+
+Importing this module registers the 24 tasks and the mixtures `synth_pretrain`, `synth_sources`,
+`synth_all` (and imports TensorFlow Datasets, for the builder); nothing else imports it, so they exist
+only where a run asks for them: `config.data.task_modules = ("spot_jax.data.synthetic",)` (see
+`tasks.import_task_modules`), or `from spot_jax.data import synthetic` in a script or test.
 """
 
 from __future__ import annotations

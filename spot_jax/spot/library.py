@@ -1,4 +1,4 @@
-"""The SPoT prompt library on disk: one entry per source task, key = task embedding, value = prompt.
+"""The SPoT prompt library on disk: one entry per source prompt, key = task embedding, value = prompt.
 
 Why: SPoT's targeted transfer needs a store of source prompts keyed by task embeddings (the prompt
 at an early checkpoint), tied to the exact frozen model they were trained on. The SPoT authors never
@@ -8,6 +8,10 @@ released theirs; this format is plain files so a library can be shared, inspecte
   <library>/entries/<task>/key.npy    task embedding [prompt_length, d_model]
   <library>/entries/<task>/value.npy  source prompt   [prompt_length, d_model]
   <library>/entries/<task>/entry.json task, steps, validation score, provenance
+
+An entry is one prompt-tuning run of a source task: SPoT's library holds several per task (16 tasks x 3
+runs = 48 prompts), and retrieval ranks prompts. Run 0 of a task is named `<task>` (so a library
+written before runs existed reads as one run per task), run r > 0 `<task>@run<r>` (`entry_name`).
 
 An entry is written to a temporary directory and renamed into place, so readers never see half an
 entry; an existing entry is never overwritten (replacing one moves the old one to `replaced/`).
@@ -52,12 +56,40 @@ class LibraryError(errors.UserError, ValueError):
   """A library operation that cannot be done as asked (mismatched model, missing entry, ...)."""
 
 
+RUN_SEPARATOR = "@run"
+
+
+def entry_name(task: str, run: int = 0) -> str:
+  """The entry of run `run` of source task `task`: `<task>` for run 0, `<task>@run<r>` after."""
+  if run < 0:
+    raise ValueError(f"A run number is >= 0; got {run}.")
+  if RUN_SEPARATOR in task:
+    raise LibraryError(f"Task name {task!r} contains {RUN_SEPARATOR!r}, which names an entry's run; rename the task.")
+  return task if run == 0 else f"{task}{RUN_SEPARATOR}{run}"
+
+
+def split_entry_name(name: str) -> tuple[str, int]:
+  """`entry_name`'s inverse: entry name -> (task, run)."""
+  task, separator, run = name.rpartition(RUN_SEPARATOR)
+  if separator and run.isdigit() and int(run) > 0:
+    return task, int(run)
+  return name, 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
-  task: str
+  task: str  # the entry's name: its source task, and `@run<r>` for runs after the first (`entry_name`)
   key: np.ndarray  # task embedding [prompt_length, d_model]
   value: np.ndarray  # source prompt [prompt_length, d_model]
   metadata: dict
+
+  @property
+  def source_task(self) -> str:
+    return split_entry_name(self.task)[0]
+
+  @property
+  def run(self) -> int:
+    return split_entry_name(self.task)[1]
 
 
 class PromptLibrary:
@@ -102,6 +134,14 @@ class PromptLibrary:
     entries = self._root / "entries"
     return sorted(p.name for p in entries.iterdir()
                   if not p.name.startswith(".") and (p / "entry.json").exists())
+
+  def tasks(self) -> list[str]:
+    """The distinct source tasks of the entries (each may have several runs)."""
+    return sorted({split_entry_name(name)[0] for name in self.names()})
+
+  def runs_of(self, task: str) -> list[str]:
+    """The entry names of `task`'s runs, run 0 first."""
+    return sorted((n for n in self.names() if split_entry_name(n)[0] == task), key=lambda n: split_entry_name(n)[1])
 
   def __contains__(self, task: str) -> bool:
     return task in self.names()
@@ -194,7 +234,8 @@ class PromptLibrary:
   def describe(self) -> str:
     """A human-readable listing (what `spot-jax library list` prints)."""
     lines = [f"library {self.path}", f"  model {self.info['model_fingerprint']}  prompt {self.shape}",
-             f"  {len(self)} entries:"]
+             f"  {len(self)} entries ({len(self.tasks())} {_plural(len(self.tasks()), 'source task', 'source tasks')}; "
+             "an entry is one run of a task: <task>@run<r>):"]
     for name in self.names():
       meta = self.get(name).metadata
       score = meta.get("validation_score")

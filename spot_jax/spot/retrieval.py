@@ -63,10 +63,16 @@ class Ranked:
   similarity: float
 
 
-def rank_sources(target_key: np.ndarray, source_keys: Mapping[str, np.ndarray],
+def rank_sources(target_key: np.ndarray | Sequence[np.ndarray], source_keys: Mapping[str, np.ndarray],
                  measure: str = "average_tokens_cosine", exclude: Sequence[str] = ()) -> list[Ranked]:
-  """Sources sorted by similarity to the target's task embedding (most similar first; ties by name)."""
-  ranked = [Ranked(name, similarity(target_key, key, measure))
+  """Sources sorted by similarity to the target's task embedding (most similar first; ties by name).
+
+  Several target embeddings (a list: one per target prompt-tuning run) -> a source's similarity is
+  the mean of its similarities to each, as SPoT averages over the target's runs."""
+  targets = list(target_key) if isinstance(target_key, (list, tuple)) else [target_key]
+  if not targets:
+    raise ValueError("rank_sources needs at least one target embedding.")
+  ranked = [Ranked(name, float(np.mean([similarity(t, key, measure) for t in targets])))
             for name, key in source_keys.items() if name not in exclude]
   return sorted(ranked, key=lambda r: (-r.similarity, r.task))
 

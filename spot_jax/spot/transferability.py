@@ -55,6 +55,29 @@ class TableRow:
   absolute_change: float  # average over targets of (score - baseline)
   relative_change: float  # average over targets of relative error reduction, in % (targets whose
   # baseline is already 100 are left out: nothing to reduce; NaN if that is all of them)
+  runs: int = 1  # > 1: the three values are means over runs (seeds), with their standard deviations:
+  average_score_std: float = 0.0
+  absolute_change_std: float = 0.0
+  relative_change_std: float = 0.0
+
+
+def over_runs(tables: Sequence[Sequence[TableRow]]) -> list[TableRow]:
+  """One table per run (the same methods in the same order, e.g. one per seed) -> the table of their
+  means with the sample standard deviation over runs, as the papers report mean ± std over 3 runs."""
+  if not tables:
+    raise ValueError("over_runs needs at least one table.")
+  methods = [r.method for r in tables[0]]
+  if any([r.method for r in table] != methods for table in tables):
+    raise ValueError(f"Every run's table must list the same methods in the same order; got "
+                     f"{[[r.method for r in table] for table in tables]}.")
+  rows = []
+  for i, method in enumerate(methods):
+    values = np.array([[t[i].average_score, t[i].absolute_change, t[i].relative_change] for t in tables])
+    mean = [_nanmean(values[:, j]) for j in range(3)]
+    std = [_nanstd(values[:, j]) for j in range(3)]
+    rows.append(TableRow(method, *mean, runs=len(tables), average_score_std=std[0], absolute_change_std=std[1],
+                         relative_change_std=std[2]))
+  return rows
 
 
 def _row(method: str, scores: Mapping[str, float], baselines: Mapping[str, float]) -> TableRow:
@@ -70,6 +93,14 @@ def _row(method: str, scores: Mapping[str, float], baselines: Mapping[str, float
 def _nanmean(values: Sequence[float]) -> float:
   finite = [v for v in values if np.isfinite(v)]
   return float(np.mean(finite)) if finite else float("nan")
+
+
+def _nanstd(values: Sequence[float]) -> float:
+  """Sample standard deviation (ddof 1) of the finite values; 0 for one value, NaN for none."""
+  finite = [v for v in values if np.isfinite(v)]
+  if not finite:
+    return float("nan")
+  return float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
 
 
 def retrieval_table(baselines: Mapping[str, float], transfer: Mapping[tuple[str, str], float],
@@ -95,9 +126,18 @@ EVAL_MODE_TEXT = {"generate": "greedy decoding, an output that is no label count
 
 
 def format_table(rows: Sequence[TableRow], eval_mode: Optional[str] = None) -> str:
-  """The paper-style table; with `eval_mode`, a first line saying how the scores were produced."""
+  """The paper-style table; with `eval_mode`, a first line saying how the scores were produced. Rows
+  over several runs show mean ± standard deviation."""
   width = max([28] + [len(r.method) for r in rows])
+  runs = max([r.runs for r in rows] + [1])
   lines = [f"scores: eval mode {eval_mode!r} ({EVAL_MODE_TEXT.get(eval_mode, eval_mode)})"] if eval_mode else []
+  if runs > 1:
+    lines += [f"mean ± standard deviation over {runs} runs (seeds)",
+              f"{'method':<{width}} {'avg score':>14} {'abs change':>14} {'rel change %':>14}"]
+    lines += [f"{r.method:<{width}} {r.average_score:>6.2f} ± {r.average_score_std:<5.2f} "
+              f"{r.absolute_change:>+6.2f} ± {r.absolute_change_std:<5.2f} "
+              f"{r.relative_change:>+6.1f} ± {r.relative_change_std:<5.1f}" for r in rows]
+    return "\n".join(lines)
   lines += [f"{'method':<{width}} {'avg score':>9} {'abs change':>10} {'rel change %':>12}"]
   lines += [f"{r.method:<{width}} {r.average_score:>9.2f} {r.absolute_change:>+10.2f} {r.relative_change:>+12.1f}"
             for r in rows]
@@ -105,12 +145,68 @@ def format_table(rows: Sequence[TableRow], eval_mode: Optional[str] = None) -> s
 
 
 def write_table_csv(path: str, rows: Sequence[TableRow], eval_mode: Optional[str] = None) -> None:
-  """The table as CSV; with `eval_mode`, every row carries it in an `eval_mode` column."""
+  """The table as CSV (means and, over runs, standard deviations); with `eval_mode`, every row carries
+  it in an `eval_mode` column."""
   extra = [eval_mode] if eval_mode else []
-  _write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent"]
+  _write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent", "runs",
+                    "average_score_std", "absolute_change_std", "relative_change_percent_std"]
              + (["eval_mode"] if eval_mode else []),
-             [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}", *extra]
+             [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}", r.runs,
+               f"{r.average_score_std:.4f}", f"{r.absolute_change_std:.4f}", f"{r.relative_change_std:.4f}", *extra]
               for r in rows])
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+  """SPoT's headline for one k: "eliminating <eliminated> of the source search space while keeping
+  <gain_kept> of the best-case gain obtained by oracle selection" (Vu et al., 2022)."""
+
+  k: int  # prompts retrieved (and tried) out of the library
+  library_size: int
+  eliminated: float  # 1 - k / library_size
+  gain_kept: float  # mean over runs of: mean over targets of (best of top-k - baseline) / (oracle - baseline)
+  gain_kept_std: float  # sample standard deviation over runs
+  runs: int
+  targets: int  # targets with a gain to keep (oracle above baseline), in each run at most
+
+
+def headline(runs: Sequence[tuple[Mapping[str, float], Mapping[tuple[str, str], float],
+                                  Mapping[str, Sequence[retrieval.Ranked]]]],
+             ks: Sequence[int], library_size: int) -> list[Headline]:
+  """Per run (e.g. seed) the grid's (baselines {target: score}, transfer {(source, target): score},
+  rankings {target: ranked sources}) -> for each k the fraction of the search space eliminated and
+  the fraction of the oracle's gain kept by trying only the top-k retrieved, mean ± std over runs.
+  Targets where no source beats the baseline have no gain to keep and are left out."""
+  rows = []
+  for k in ks:
+    kept, counted = [], 0
+    for baselines, transfer, rankings in runs:
+      per_target = []
+      for t, base in baselines.items():
+        oracle = max(v for (_, tt), v in transfer.items() if tt == t)
+        if oracle > base and len(rankings[t]) >= k:
+          best = max(transfer[(r.task, t)] for r in retrieval.top_k(rankings[t], k))
+          per_target.append((best - base) / (oracle - base))
+      counted = max(counted, len(per_target))
+      kept.append(float(np.mean(per_target)) if per_target else float("nan"))
+    rows.append(Headline(k, library_size, 1.0 - k / library_size, _nanmean(kept), _nanstd(kept), len(runs), counted))
+  return rows
+
+
+def format_headline(rows: Sequence[Headline]) -> str:
+  """One line per k, as the paper words it."""
+  spread = lambda r: f" ± {100 * r.gain_kept_std:.0f}%" if r.runs > 1 else ""
+  return "\n".join(
+      f"top-{r.k} of {r.library_size}: eliminates {100 * r.eliminated:.0f}% of the source search space, keeps "
+      f"{100 * r.gain_kept:.0f}%{spread(r)} of the oracle's gain (mean over {r.targets} targets"
+      + (f", {r.runs} runs)" if r.runs > 1 else ")") for r in rows)
+
+
+def write_headline_csv(path: str, rows: Sequence[Headline]) -> None:
+  _write_csv(path, ["k", "library_size", "search_space_eliminated", "oracle_gain_kept", "oracle_gain_kept_std",
+                    "runs", "targets"],
+             [[r.k, r.library_size, f"{r.eliminated:.4f}", f"{r.gain_kept:.4f}", f"{r.gain_kept_std:.4f}", r.runs,
+               r.targets] for r in rows])
 
 
 def similarity_matrix(keys: Mapping[str, np.ndarray], measure: str) -> tuple[list[str], np.ndarray]:
