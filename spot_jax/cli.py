@@ -37,9 +37,39 @@ def _config_and_workdir(workdir_required: bool = True) -> None:
   flags.mark_flag_as_required("config")
 
 
+_FLAGS_BEFORE_COMMAND: set = set()  # absl's and the libraries' own flags (set in `run`)
+
+
+def _command_help(argv: list[str]) -> str:
+  """`spot-jax <command> --help`: the command's own flags, one line each (absl alone would print only
+  "Try --helpfull", the main module of a console script having no flags of its own)."""
+  name = argv[0].split()[-1]
+  help_text = _COMMANDS.get(name, ("", None))[0]
+  lines = [f"usage: spot-jax {name} [--flags]", "", help_text, "", "flags:"]
+  own = [n for n in set(FLAGS) - _FLAGS_BEFORE_COMMAND
+         if FLAGS[n].name == n and not FLAGS.find_module_defining_flag(n, "").startswith("absl")]
+  for flag_name in sorted(own, key=lambda n: (n not in ("config", "workdir"), n)):
+    flag = FLAGS[flag_name]
+    default = "" if flag.default in (None, "", False) or flag_name == "config" else f" (default: {flag.default})"
+    required = " (required)" if _is_required(flag_name) else ""
+    lines.append(f"  --{flag_name:<16} {flag.help}{default}{required}")
+  if "config" in FLAGS and "config" not in _FLAGS_BEFORE_COMMAND:
+    lines.append(f"  --config.<field>={'<value>':<4} override one field of the config (an unknown field is an error)")
+  lines += ["", "--helpfull lists absl's and the libraries' flags as well."]
+  return "\n".join(lines)
+
+
+def _is_required(flag_name: str) -> bool:
+  """Whether absl's `mark_flag_as_required` (or `required=True`) guards the flag."""
+  return any("must have a value other than None" in str(v.message) for v in FLAGS[flag_name].validators)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad `--config` as one line: an override of a field the config does
   not have (ml_collections raises AttributeError/KeyError) or an error inside the config file."""
+  if any(arg in ("--help", "-h", "--helpshort", "-?") for arg in argv[1:]):
+    print(_command_help(argv))
+    sys.exit(0)
   try:
     return FLAGS(argv)
   except (AttributeError, KeyError) as e:
@@ -266,10 +296,11 @@ def _project() -> None:
     config = _load_config()
     _start(config, FLAGS.workdir)
     from spot_jax import jobs
+    from spot_jax.spot import projector_job
     backbone, vocab = _backbone_and_vocab(config)  # the target model
     source = config.source_model.get("hf_path")  # only to check that the source library is that model's
     fingerprint = jobs.load_backbone(config.source_model).fingerprint if source else None
-    jobs.run_projector(config, FLAGS.workdir, backbone=backbone, vocab=vocab, source_fingerprint=fingerprint)
+    projector_job.run_projector(config, FLAGS.workdir, backbone=backbone, vocab=vocab, source_fingerprint=fingerprint)
 
   app.run(main, flags_parser=_parse_flags)
 
@@ -365,6 +396,7 @@ def run() -> None:
   if not any(a.startswith(("--verbosity", "-v=", "--v=")) for a in args):
     args = ["--verbosity=-1"] + args  # absl WARNING: keeps Orbax's per-save INFO lines out of the console
   sys.argv = [f"spot-jax {name}"] + args
+  _FLAGS_BEFORE_COMMAND.update(FLAGS)
   try:
     _COMMANDS[name][1]()
   except errors.UserError as e:

@@ -23,6 +23,20 @@ def test_help_lists_commands():
   assert "model-info" in out.stdout
 
 
+def test_each_commands_help_lists_its_own_flags():
+  out = _run("train", "--help")
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  assert lines[0] == "usage: spot-jax train [--flags]"
+  assert any(l.startswith("  --config ") and "(required)" in l for l in lines)
+  assert any(l.startswith("  --workdir ") for l in lines) and any("--config.<field>" in l for l in lines)
+  assert not any(l.strip().startswith(("--helpxml", "--only_check_flags", "--verbosity")) for l in lines)
+  out = _run("library", "--help")
+  assert out.returncode == 0 and "  --run_number " in out.stdout and "  --library " in out.stdout
+  out = _run("eval", "-h")
+  assert out.returncode == 0 and "  --ensemble " in out.stdout
+
+
 def test_unknown_command_fails_with_usage():
   out = _run("trian")
   assert out.returncode == 2

@@ -138,6 +138,7 @@ def test_prompt_from_a_run_on_another_model_is_refused(cli_world, source_run, tm
   assert out.returncode == 0, out.stderr[-3000:]
 
 
+@pytest.mark.slow  # the clash itself is tested through the API in test_library_reliability.py
 def test_library_import_clash_is_one_line_and_replace_works(cli_world, tmp_path):
   prompt = lambda seed: np.random.default_rng(seed).normal(size=(4, 8)).astype(np.float32)
   source = library_lib.PromptLibrary(str(tmp_path / "source"), model_fingerprint="abc", prompt_length=4, d_model=8)

@@ -44,7 +44,7 @@ def _inputs(batch=8, length=10, seed=0):
   return tokens, rng.normal(size=(3, 32)).astype(np.float32), rng.normal(size=(batch, 3, 32)).astype(np.float32)
 
 
-@pytest.mark.parametrize("mesh_shape", MESHES)
+@pytest.mark.parametrize("mesh_shape", [MESHES[0], *(pytest.param(m, marks=pytest.mark.slow) for m in MESHES[1:])])
 def test_sharded_decoding_and_scoring_equal_one_device(model_params, mesh_shape):
   model, params = model_params
   mesh = sharding.make_mesh(mesh_shape)

@@ -68,7 +68,8 @@ def _joint(tiny, workdir, cfg, fail_after=None):
   return train.train_prompts(cfg, runs, model_config=model_cfg, frozen_params=frozen, verbose=False)
 
 
-@pytest.mark.parametrize("in_parallel", [0, 2])  # all 3 prompts vectorised at once; groups of 2 (and 1) in turn
+# All 3 prompts vectorised at once; in groups of 2 (and 1) one after another (the quickstart's setting).
+@pytest.mark.parametrize("in_parallel", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_one_step_equals_separate_runs(tiny, tmp_path, in_parallel):
   cfg = fx.small_config(num_train_steps=1)
   separate = _separate(tiny, tmp_path / "separate", cfg)

@@ -159,6 +159,7 @@ def _kill_and_resume(reference, frozen_file, tmp_path, victim):
   np.testing.assert_allclose(prompt_io.load_prompt(workdir, "final"), ref_prompt, atol=5e-5)
 
 
+@pytest.mark.slow  # 40 s; the two-process equality test stays in the default suite
 def test_killed_worker_stops_the_coordinator_and_a_restart_resumes(reference, frozen_file, tmp_path):
   _kill_and_resume(reference, frozen_file, tmp_path, victim=1)
 

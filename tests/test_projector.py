@@ -20,6 +20,7 @@ from spot_jax.models import t5
 from spot_jax.models.prompt import PromptShapeError
 from spot_jax.spot import library as library_lib
 from spot_jax.spot import projector as pj
+from spot_jax.spot import projector_job
 from tests import train_fixtures as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,7 +174,7 @@ def _job_config(world, objective, **projector):
 def test_job_task_objective_transfers_zero_shot_and_as_init(world):
   base, _, vocab, backbone, _, tasks = world
   workdir = str(base / "task")
-  out = jobs.run_projector(_job_config(world, "task"), workdir, backbone=backbone, vocab=vocab,
+  out = projector_job.run_projector(_job_config(world, "task"), workdir, backbone=backbone, vocab=vocab,
                            source_fingerprint="source-model", verbose=False)
   (row,) = out["rows"]
   assert row["task"] == tasks[0] and row["seen"]
@@ -186,7 +187,7 @@ def test_job_task_objective_transfers_zero_shot_and_as_init(world):
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f)["trained_on"] == [tasks[0]]
   with pytest.raises(library_lib.LibraryError, match="built for model_fingerprint"):
-    jobs.run_projector(_job_config(world, "task"), str(base / "wrong"), backbone=backbone, vocab=vocab,
+    projector_job.run_projector(_job_config(world, "task"), str(base / "wrong"), backbone=backbone, vocab=vocab,
                        source_fingerprint="another-model", verbose=False)
 
 
@@ -194,7 +195,7 @@ def test_job_distance_objective_moves_projections_toward_target_prompts(world):
   base, _, vocab, backbone, _, tasks = world
   config = _job_config(world, "distance", init_transfer=False, transfer_tasks=tasks)
   config.projector.train.update(dict(num_train_steps=30, learning_rate=1e-2, batch_size=2, eval_every=0))
-  out = jobs.run_projector(config, str(base / "distance"), backbone=backbone, vocab=vocab, verbose=False)
+  out = projector_job.run_projector(config, str(base / "distance"), backbone=backbone, vocab=vocab, verbose=False)
   for row in out["rows"]:
     print(row)
     assert row["seen"] and row["distance_after"] < 0.5 * row["distance_before"]

@@ -44,7 +44,8 @@ def test_cached_incremental_decoding_equals_full_forward(model_and_params):
   np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
-@pytest.mark.parametrize("scan,remat", [(True, "none"), (False, "full"), (True, "minimal")])
+@pytest.mark.parametrize("scan,remat", [pytest.param(True, "none", marks=pytest.mark.slow), (False, "full"),
+                                        (True, "minimal")])
 def test_scan_and_remat_equal_plain_stack(model_and_params, scan, remat):
   cfg, params = model_and_params
   enc, dec_in, tgt = _batch(cfg)
