@@ -77,6 +77,20 @@ def test_retrieval_table_by_hand():
   assert len(lines[1]) == len(lines[2]) == len(lines[0])  # columns stay aligned
 
 
+def test_similarity_averaged_over_target_runs_against_numpy():
+  rng = np.random.default_rng(7)
+  targets = [rng.normal(size=(4, 6)) for _ in range(3)]  # one task embedding per target run
+  sources = {"a": rng.normal(size=(4, 6)), "b": targets[0] + 0.1 * rng.normal(size=(4, 6)),
+             "b@run1": targets[1] + 0.1 * rng.normal(size=(4, 6))}
+  cos = lambda x, y: float(x.mean(0) @ y.mean(0) / np.linalg.norm(x.mean(0)) / np.linalg.norm(y.mean(0)))
+  expected = {name: np.mean([cos(t, key) for t in targets]) for name, key in sources.items()}
+  ranking = retrieval.rank_sources(targets, sources, "average_tokens_cosine")
+  assert [r.task for r in ranking] == sorted(expected, key=lambda n: -expected[n])
+  for r in ranking:
+    assert r.similarity == pytest.approx(expected[r.task], abs=1e-9)
+  assert retrieval.rank_sources(targets[0], sources) == retrieval.rank_sources([targets[0]], sources)
+
+
 def _grid(seed_shift):
   """A 2-target grid; the second run's scores shifted, as another seed would give."""
   baselines = {"t1": 60.0 + seed_shift, "t2": 80.0}
