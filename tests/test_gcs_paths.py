@@ -6,50 +6,25 @@ the working directory as `gs:/...`, or fail; each test checks that nothing lande
 """
 
 import json
-import os
 
 import jax
 import numpy as np
 import pytest
 from etils import epath
-from etils.epath import gpath, testing as epath_testing
+from etils.epath import gpath
 
 from spot_jax import jobs
 from spot_jax.checkpoints import hf
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import t5
 from spot_jax.spot import library as library_lib, retrieval, transferability as tr
-
-_BACKEND_FNS = ("copy", "exists", "glob", "isdir", "listdir", "makedirs", "mkdir", "open", "remove", "rename",
-                "replace", "rmtree", "stat", "walk")
-
+from tests import gcs_standin
 
 @pytest.fixture
 def bucket(tmp_path, monkeypatch):
-  """gs://bucket/... is stored under the returned local directory."""
-  root = tmp_path / "gcs"
-  root.mkdir()
-  cwd = tmp_path / "cwd"
-  cwd.mkdir()
-  monkeypatch.chdir(cwd)
-  prefix = str(root) + "/"
-
-  def local(value):
-    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
-    return text.replace("gs://", prefix, 1) if text and text.startswith("gs://") else value
-
-  def remapped(name):
-    def fn(original, *args, **kwargs):
-      result = original(*[local(a) for a in args], **kwargs)
-      if name == "glob":
-        return [r.replace(prefix, "gs://", 1) for r in result]
-      return result
-    return fn
-
-  monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)  # else epath picks tf.io.gfile for gs://
-  with epath_testing.mock_epath(**{name: remapped(name) for name in _BACKEND_FNS}):
+  """gs://bucket/... is stored under the returned local directory (tests/gcs_standin.py)."""
+  with gcs_standin.local_gcs(tmp_path, monkeypatch) as root:
     yield root
-  assert not (cwd / "gs:").exists(), "something wrote to a gs:// path without epath"
 
 
 def test_named_prompts_and_npy(bucket):

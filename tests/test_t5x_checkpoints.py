@@ -26,13 +26,13 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorstore as ts
 from etils import epath
-from etils.epath import gpath, testing as epath_testing
+from etils.epath import gpath
 from flax import serialization, traverse_util
 
 from spot_jax import errors
 from spot_jax.checkpoints import fingerprint, hf, t5x
 from spot_jax.models import t5
-from tests import hf_reference
+from tests import gcs_standin, hf_reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARITY_TOLERANCE = 1e-4  # tests/test_t5_parity.py's tolerance against PyTorch
@@ -283,33 +283,11 @@ def fake_gcs_server():
 
 @pytest.fixture
 def bucket(tmp_path, monkeypatch, fake_gcs_server):
-  """gs://bucket/... stored under the returned local directory: epath's gs:// backend remapped as in
-  tests/test_gcs_paths.py (not imported: that module pulls in TensorFlow), tensorstore's through the fake
-  GCS server above."""
-  root = tmp_path / "gcs"
-  root.mkdir()
-  cwd = tmp_path / "cwd"
-  cwd.mkdir()
-  monkeypatch.chdir(cwd)
-  monkeypatch.setattr(_FakeGcs, "root", str(root))
-  prefix = str(root) + "/"
-
-  def local(value):
-    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
-    return text.replace("gs://", prefix, 1) if text and text.startswith("gs://") else value
-
-  def remapped(name):
-    def fn(original, *args, **kwargs):
-      result = original(*[local(a) for a in args], **kwargs)
-      return [r.replace(prefix, "gs://", 1) for r in result] if name == "glob" else result
-    return fn
-
-  monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
-  names = ("copy", "exists", "glob", "isdir", "listdir", "makedirs", "mkdir", "open", "remove", "rename", "replace",
-           "rmtree", "stat", "walk")
-  with epath_testing.mock_epath(**{name: remapped(name) for name in names}):
+  """gs://bucket/... stored under the returned local directory: epath's gs:// backend remapped
+  (tests/gcs_standin.py), tensorstore's through the fake GCS server above."""
+  with gcs_standin.local_gcs(tmp_path, monkeypatch) as root:
+    monkeypatch.setattr(_FakeGcs, "root", str(root))
     yield root
-  assert not (cwd / "gs:").exists(), "something read or wrote a gs:// path without epath"
 
 
 @pytest.mark.parametrize("layout", ["tensorstore", "orbax"])
