@@ -1,11 +1,7 @@
 """K prompts per step (`train.train_prompts`): each prompt is exactly the prompt of its own run."""
 
 import dataclasses
-import os
 import shutil
-import signal
-import subprocess
-import sys
 
 import ml_collections
 import numpy as np
@@ -135,28 +131,9 @@ train.train_prompts(cfg, runs, model_config=model_cfg, frozen_params=frozen)
 """
 
 
-def _spawn(workdir):
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  return subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT.format(root=root), str(workdir)],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-
-
 @pytest.mark.slow
 def test_kill9_of_a_joint_run_resumes_bit_exact(tmp_path):
-  reference = _spawn(tmp_path / "reference")
-  assert reference.wait(timeout=600) == 0
-  victim = _spawn(tmp_path / "victim")
-  for line in victim.stdout:
-    if "step 8/" in line:
-      victim.send_signal(signal.SIGKILL)
-      break
-  victim.wait(timeout=60)
-  assert victim.returncode == -signal.SIGKILL
-  resumed = _spawn(tmp_path / "victim")
-  output = resumed.stdout.read()
-  assert resumed.wait(timeout=600) == 0
-  assert "resumed from checkpoint at step" in output
+  fx.kill9_and_resume(_KILL_SCRIPT, tmp_path, kill_after_step=8)
   for i in range(3):
     np.testing.assert_array_equal(prompt_io.load_prompt(str(tmp_path / "victim" / f"p{i}"), "final"),
                                   prompt_io.load_prompt(str(tmp_path / "reference" / f"p{i}"), "final"))

@@ -1,9 +1,5 @@
 """The trainer: same numbers on every mesh, frozen means frozen, prompt-only state, exact resume."""
 
-import os
-import signal
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -148,28 +144,9 @@ train.train(cfg, sys.argv[1], model_config=model_cfg, frozen_params=frozen, trai
 """
 
 
-def _spawn(workdir):
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  return subprocess.Popen([sys.executable, "-c", _RUN_SCRIPT.format(root=root), str(workdir)],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-
-
 @pytest.mark.parametrize("kill_after_step", [7, pytest.param(17, marks=pytest.mark.slow)])
 def test_kill9_resume_is_bit_exact(tmp_path, kill_after_step):
-  reference = _spawn(tmp_path / "reference")
-  assert reference.wait(timeout=600) == 0
-  victim = _spawn(tmp_path / "victim")
-  for line in victim.stdout:
-    if f"step {kill_after_step}/" in line:
-      victim.send_signal(signal.SIGKILL)
-      break
-  victim.wait(timeout=60)
-  assert victim.returncode == -signal.SIGKILL
-  resumed = _spawn(tmp_path / "victim")
-  output = resumed.stdout.read()
-  assert resumed.wait(timeout=600) == 0
-  assert "resumed from checkpoint at step" in output
+  fx.kill9_and_resume(_RUN_SCRIPT, tmp_path, kill_after_step)
   np.testing.assert_array_equal(prompt_io.load_prompt(str(tmp_path / "victim"), "final"),
                                 prompt_io.load_prompt(str(tmp_path / "reference"), "final"))
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import jax
 import numpy as np
 
@@ -75,3 +80,29 @@ def small_config(**overrides):
   cfg.mesh_shape = (1, 1)
   cfg.update(overrides)
   return cfg
+
+
+def kill9_and_resume(script: str, tmp_path, kill_after_step: int) -> None:
+  """Runs `script` (a Python program taking a workdir; `{root}` is the repo) to the end in
+  `reference/`, kill -9s a second run in `victim/` once it logs step `kill_after_step`, and runs it
+  again there: it must resume from a checkpoint. The caller compares the two workdirs' prompts."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+
+  def spawn(workdir):
+    return subprocess.Popen([sys.executable, "-c", script.format(root=root), str(workdir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+
+  reference = spawn(tmp_path / "reference")
+  assert reference.wait(timeout=600) == 0
+  victim = spawn(tmp_path / "victim")
+  for line in victim.stdout:
+    if f"step {kill_after_step}/" in line:
+      victim.send_signal(signal.SIGKILL)
+      break
+  victim.wait(timeout=60)
+  assert victim.returncode == -signal.SIGKILL
+  resumed = spawn(tmp_path / "victim")
+  output = resumed.stdout.read()
+  assert resumed.wait(timeout=600) == 0
+  assert "resumed from checkpoint at step" in output
