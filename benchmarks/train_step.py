@@ -104,7 +104,7 @@ class JaxStep:
   def __init__(self, shape: str, compiler_options: Optional[dict] = None):
     import jax
     import jax.numpy as jnp
-    from spot_jax import train
+    from spot_jax import train, xla_options
     from spot_jax.models import prompt as prompt_lib
     from spot_jax.models import t5
 
@@ -121,7 +121,7 @@ class JaxStep:
     self.step_num = 0
     start = time.perf_counter()
     # The trainer's step and XLA options (train.jitted_step), on one device.
-    options = train.step_compiler_options() if compiler_options is None else compiler_options
+    options = xla_options.train_step_options() if compiler_options is None else compiler_options
     jitted = jax.jit(train.make_train_step(model, optimizer, tcfg), donate_argnums=(0, 1), compiler_options=options)
     self.compiled = jitted.lower(self.prompt, self.opt_state, self.frozen, self.batch,
                                  jnp.asarray(0, jnp.int32)).compile()

@@ -14,6 +14,16 @@ class UserError(Exception):
   """An expected failure whose message names the problem and the way out."""
 
 
+def is_expected(error: BaseException) -> bool:
+  """A `UserError`, or the model package's `PromptShapeError` (models/ imports nothing of spot_jax,
+  so that one derives from ValueError alone; looked up only if models/ is loaded, so that this module
+  and the CLI's `--help` stay free of jax)."""
+  import sys
+  prompt_module = sys.modules.get("spot_jax.models.prompt")
+  return isinstance(error, UserError) or (prompt_module is not None and
+                                          isinstance(error, prompt_module.PromptShapeError))
+
+
 class ConfigError(UserError, ValueError):
   """A config field whose value is not allowed (names the field, the value and what is allowed)."""
 

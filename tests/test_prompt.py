@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from spot_jax import train
+from spot_jax import errors, train
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
@@ -40,10 +40,12 @@ def test_class_labels_put_label_embeddings_first():
 def test_npy_round_trip_and_shape_check(tmp_path):
   prompt = np.random.default_rng(3).normal(size=SHAPE).astype(np.float32)
   prompt_io.save_npy(tmp_path / "p.npy", prompt)
-  np.testing.assert_array_equal(prompt_lib.from_npy(str(tmp_path / "p.npy"))(jax.random.key(0), SHAPE), prompt)
+  init = prompt_lib.from_array(prompt_io.load_npy(str(tmp_path / "p.npy")))
+  np.testing.assert_array_equal(init(jax.random.key(0), SHAPE), prompt)
   with pytest.raises(prompt_lib.PromptShapeError, match=r"\(6, 16\) but the model expects \(5, 16\)") as e:
-    prompt_lib.from_npy(str(tmp_path / "p.npy"))(jax.random.key(0), (5, 16))
+    init(jax.random.key(0), (5, 16))
   assert "--config.train.prompt_length=6" in str(e.value)  # the field that exists (not config.prompt.length)
+  assert errors.is_expected(e.value)  # the CLI prints it as one line
 
 
 def test_corrupted_or_wrong_npy_is_a_clear_error(tmp_path):
@@ -67,15 +69,14 @@ def test_weighted_average_is_normalised():
     prompt_lib.weighted_average([a, np.ones((2, 2))], [1.0, 1.0])
 
 
-def test_from_checkpoint_reads_a_runs_named_prompt(tmp_path):
+def test_load_prompt_reads_a_runs_named_prompt(tmp_path):
   model_cfg, frozen = fx.tiny_model()
   cfg = fx.small_config(num_train_steps=2)
   result = train.train(cfg, str(tmp_path), model_config=model_cfg, frozen_params=frozen,
                        train_iter=fx.ArrayIterator(8), prompt_init=prompt_lib.random_uniform(), verbose=False)
-  init = prompt_lib.from_checkpoint(str(tmp_path), "final")
-  np.testing.assert_array_equal(init(jax.random.key(0), result.prompt.shape), result.prompt)
+  np.testing.assert_array_equal(prompt_io.load_prompt(str(tmp_path), "final"), result.prompt)
   with pytest.raises(prompt_io.PromptFileError, match="No prompt 'best'.*Available: \\['final'\\]"):
-    prompt_lib.from_checkpoint(str(tmp_path), "best")
+    prompt_io.load_prompt(str(tmp_path), "best")
 
 
 def test_prompted_t5_equals_t5_with_prefix():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spot_jax.checkpoints import hf
-from spot_jax.models import t5
+from spot_jax.models import dropout, t5
 from tests import hf_reference
 
 
@@ -112,14 +112,14 @@ def test_dropout_changes_output_only_when_enabled(model_and_params):
 
 def test_unrolled_threefry_matches_known_answer():
   # Random123 known-answer vector (as in jax's own random tests).
-  out = jax.jit(t5._threefry2x32)(*map(np.uint32, (0x13198A2E, 0x03707344, 0x243F6A88, 0x85A308D3)))
+  out = jax.jit(dropout.threefry2x32)(*map(np.uint32, (0x13198A2E, 0x03707344, 0x243F6A88, 0x85A308D3)))
   np.testing.assert_array_equal(np.array(out), np.array([0xC4923A9C, 0x483DF7A0], np.uint32))
 
 
 @pytest.mark.parametrize("shape", [(), (5,), (4, 7, 9), (2, 3, 100, 100)])
 @pytest.mark.parametrize("key", [jax.random.key(5), jax.random.PRNGKey(123)], ids=["typed", "raw"])
 def test_bernoulli_mask_equals_jax_random(shape, key):
-  ours = jax.jit(t5.bernoulli_mask, static_argnums=(1, 2))(key, 0.9, shape)
+  ours = jax.jit(dropout.bernoulli_mask, static_argnums=(1, 2))(key, 0.9, shape)
   np.testing.assert_array_equal(ours, jax.random.bernoulli(key, 0.9, shape))
 
 
@@ -133,7 +133,7 @@ def test_dropout_equals_flax_dropout_values_and_grads(dtype):
     return jax.jit(lambda x, k: (f(x, k), jax.grad(lambda x: f(x, k).astype(jnp.float32).sum())(x)))
 
   for seed in range(3):
-    ours, flax_ = (run(m)(x, jax.random.key(seed)) for m in (t5.Dropout, nn.Dropout))
+    ours, flax_ = (run(m)(x, jax.random.key(seed)) for m in (dropout.Dropout, nn.Dropout))
     jax.tree.map(np.testing.assert_array_equal, ours, flax_)
 
 

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spot_jax import errors
 from spot_jax.models import t5
 
 Array = jax.Array
@@ -25,8 +24,10 @@ Initializer = Callable[..., Array]  # (rng, shape, dtype=float32) -> array, as f
 PROMPT_AXES = ("prompt", "prompt_embed")  # replicated by the sharding rules; saved as one array
 
 
-class PromptShapeError(errors.UserError, ValueError):
-  """A prompt whose shape does not fit the model/config it is used with."""
+class PromptShapeError(ValueError):
+  """A prompt whose shape does not fit the model/config it is used with. An expected error (the
+  user's to fix, like `spot_jax.errors.UserError`'s subclasses): models/ imports nothing of spot_jax
+  outside it, so this derives from ValueError alone and `errors.is_expected` names it."""
 
 
 def check_prompt_shape(prompt: np.ndarray | Array, shape: tuple[int, int], what: str = "prompt") -> None:
@@ -80,18 +81,6 @@ def from_array(array: np.ndarray | Array) -> Initializer:
     check_prompt_shape(array, shape)
     return jnp.asarray(array, jnp.float32)
   return init
-
-
-def from_npy(path: str) -> Initializer:
-  """A released prompt: one `.npy` array [prompt_length, d_model] (google-research/prompt-tuning format)."""
-  from spot_jax.checkpoints import prompts as prompt_io
-  return from_array(prompt_io.load_npy(path))
-
-
-def from_checkpoint(workdir: str, which: str = "best") -> Initializer:
-  """The prompt of a spot_jax training run: a named prompt ('best', 'embedding') or the latest step."""
-  from spot_jax.checkpoints import prompts as prompt_io
-  return from_array(prompt_io.load_prompt(workdir, which))
 
 
 def weighted_average(prompts: Sequence[np.ndarray | Array], weights: Sequence[float]) -> Initializer:
