@@ -7,8 +7,12 @@ into place means a crash never leaves half a file (atomic on POSIX; on GCS a cop
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import uuid
+from typing import Any, Sequence
 
 from etils import epath
 
@@ -21,6 +25,28 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> epath.Path:
   tmp.write_bytes(data.encode() if isinstance(data, str) else data)
   tmp.replace(path)
   return path
+
+
+def write_json(path: str | os.PathLike, data: Any) -> epath.Path:
+  """`data` as indented, key-sorted JSON, atomically; numpy scalars as numbers, anything else
+  JSON lacks (paths, dates) as its text."""
+  return atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return str(value)
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence]) -> epath.Path:
+  """Header + rows as CSV, atomically."""
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow(header)
+  writer.writerows(rows)
+  return atomic_write(path, text.getvalue())
 
 
 def is_local(path: str | os.PathLike) -> bool:

@@ -13,7 +13,7 @@ import pytest
 from etils import epath
 from etils.epath import gpath
 
-from spot_jax import jobs
+from spot_jax import fileio
 from spot_jax.checkpoints import hf
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import t5
@@ -56,7 +56,7 @@ def test_tables_plots_and_json(bucket):
   tr.write_table_csv("gs://bucket/results/table.csv", rows)
   retrieval.write_ranking_csv("gs://bucket/results/ranking.csv", "rte",
                               {"average_tokens_cosine": [retrieval.Ranked("mnli", 0.9)]})
-  jobs.write_json("gs://bucket/results/scores.json", {"baseline/rte/0": 60.0})
+  fileio.write_json("gs://bucket/results/scores.json", {"baseline/rte/0": 60.0})
   out = bucket / "bucket" / "results"
   assert (out / "rer.png").read_bytes().startswith(b"\x89PNG")
   assert (out / "rer.csv").read_text().splitlines()[0] == ",rte,cb"

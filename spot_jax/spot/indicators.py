@@ -369,7 +369,7 @@ def format_correlations(rows: Sequence[CorrelationRow]) -> str:
 
 def write_correlations(path_stem: str, rows: Sequence[CorrelationRow]) -> tuple[str, str]:
   """Writes `<stem>.csv` and `<stem>.txt` (the formatted table); returns both paths."""
-  transferability._write_csv(  # the module's CSV writer: atomic replace, parent dirs made
+  fileio.write_csv(
       path_stem + ".csv", ["indicator", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "n", "on_input"],
       [[r.indicator, f"{r.pearson_r:.6f}", f"{r.pearson_p:.6g}", f"{r.spearman_rho:.6f}",
         f"{r.spearman_p:.6g}", r.n, r.on_input] for r in rows])

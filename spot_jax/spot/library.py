@@ -120,7 +120,7 @@ class PromptLibrary:
       self.info = _new_info(model_fingerprint, prompt_length, d_model)
       if distributed.is_primary():
         (self._root / "entries").mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(manifest, self.info)
+        fileio.write_json(manifest, self.info)
       distributed.sync("spot_jax_library_created")
 
   @property
@@ -242,6 +242,12 @@ class PromptLibrary:
       lines.append(f"    {name:<32} score {score if score is None else f'{score:.2f}'}  "
                    f"embedding step {meta.get('embedding_step')}  steps {meta.get('train_steps')}")
     return "\n".join(lines)
+
+  def show(self, name: str) -> str:
+    """One entry: its metadata as JSON and its arrays' shapes (what `spot-jax library show` prints)."""
+    entry = self.get(name)
+    return (json.dumps(entry.metadata, indent=2, sort_keys=True) +
+            f"\nkey {entry.key.shape}, value {entry.value.shape}")
 
   # ---------------------------------------------------------------------------- sharing
 
@@ -459,7 +465,7 @@ def _create_library(root: epath.Path, info: dict, entries: Sequence[Entry]) -> N
     for entry in entries:
       _write_entry_files(staging / "entries" / entry.task, entry.task, entry.key, entry.value, entry.metadata,
                          info["model_fingerprint"], (info["prompt_length"], info["d_model"]))
-    _atomic_write_json(staging / "library.json", info)
+    fileio.write_json(staging / "library.json", info)
     if was_empty_dir:
       root.rmdir()
       root_removed = True
@@ -483,7 +489,7 @@ def _write_entry_files(directory: epath.Path, task: str, key: Any, value: Any, m
   prompt_io.save_npy(directory / "value.npy", value)
   meta = {"task": task, "model_fingerprint": model_fingerprint, "shape": list(shape),
           "added": time.strftime("%Y-%m-%dT%H:%M:%S"), **(metadata or {})}
-  _atomic_write_json(directory / "entry.json", meta)
+  fileio.write_json(directory / "entry.json", meta)
 
 
 def _place(source: epath.Path, target: epath.Path) -> None:
@@ -506,7 +512,3 @@ def _new_info(model_fingerprint: str, prompt_length: int, d_model: int) -> dict:
 
 def _plural(n: int, one: str, many: str) -> str:
   return one if n == 1 else many
-
-
-def _atomic_write_json(path: epath.Path, data: dict) -> None:
-  fileio.atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -14,9 +14,7 @@ similarity measures and three strategies are those of Vu et al. (ACL 2022), sect
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -99,10 +97,6 @@ def weighted_average_prompt(values: Mapping[str, np.ndarray], weights: Mapping[s
 
 def write_ranking_csv(path: str, target: str, rankings: Mapping[str, Sequence[Ranked]]) -> None:
   """One row per (measure, rank): target, measure, rank, source, similarity."""
-  text = io.StringIO(newline="")
-  writer = csv.writer(text)
-  writer.writerow(["target", "measure", "rank", "source", "similarity"])
-  for measure, ranking in rankings.items():
-    for rank, r in enumerate(ranking, start=1):
-      writer.writerow([target, measure, rank, r.task, f"{r.similarity:.6f}"])
-  fileio.atomic_write(path, text.getvalue())  # local or gs://
+  fileio.write_csv(path, ["target", "measure", "rank", "source", "similarity"],
+                   [[target, measure, rank, r.task, f"{r.similarity:.6f}"]
+                    for measure, ranking in rankings.items() for rank, r in enumerate(ranking, start=1)])
