@@ -15,12 +15,12 @@ from spot_jax import configs
 
 
 def get_config(arg=None):
-  a = configs.parse_arg(arg, size="base", hf_path="", steps="30000")
+  a = configs.parse_arg(arg, size="base", hf_path="", steps=30000)
   c = configs.base_config()
-  configs.set_backbone(c, a["size"], a["hf_path"])
+  configs.set_backbone(c, a.size, a.hf_path)
   # The module that registers "my_sentiment", next to this file (a module name works too).
   c.data.task_modules = (os.path.join(os.path.dirname(__file__), "task_modules", "my_tasks.py"),)
   c.task = "my_sentiment"
   c.prompt_init.kind = "class_labels"  # Lester et al.'s best init: label-word embeddings first
-  c.train.num_train_steps = int(a["steps"])
+  c.train.num_train_steps = a.steps
   return c

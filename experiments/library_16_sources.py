@@ -10,12 +10,12 @@ from spot_jax.data import tasks
 
 
 def get_config(arg=None):
-  a = configs.parse_arg(arg, size="base", hf_path="", library="runs/library/prompts", steps="30000",
-                        embedding_step="10000")
+  a = configs.parse_arg(arg, size="base", hf_path="", library="runs/library/prompts", steps=30000,
+                        embedding_step=10000)
   c = configs.base_config()
-  configs.set_backbone(c, a["size"], a["hf_path"])
-  c.library.path = a["library"]
+  configs.set_backbone(c, a.size, a.hf_path)
+  c.library.path = a.library
   c.library.sources = tasks.SPOT_SOURCE_TASKS
-  c.train.num_train_steps = int(a["steps"])
-  c.train.embedding_step = int(a["embedding_step"])
+  c.train.num_train_steps = a.steps
+  c.train.embedding_step = a.embedding_step
   return c

@@ -13,12 +13,12 @@ from spot_jax import configs
 
 
 def get_config(arg=None):
-  a = configs.parse_arg(arg, source="glue", size="base", hf_path="", eval_task="mnli", steps="262144")
+  a = configs.parse_arg(arg, source="glue", size="base", hf_path="", eval_task="mnli", steps=262144)
   c = configs.base_config()
-  configs.set_backbone(c, a["size"], a["hf_path"])
-  c.task = a["source"]
-  c.eval_task = a["eval_task"]
+  configs.set_backbone(c, a.size, a.hf_path)
+  c.task = a.source
+  c.eval_task = a.eval_task
   c.prompt_init.kind = "sampled_vocab"
-  c.train.num_train_steps = int(a["steps"])  # source prompts are trained longer than target prompts
+  c.train.num_train_steps = a.steps  # source prompts are trained longer than target prompts
   c.train.embedding_step = 10_000  # also keep an early prompt: usable as this source's task embedding
   return c

@@ -14,13 +14,13 @@ from spot_jax import configs
 
 def get_config(arg=None):
   a = configs.parse_arg(arg, task="cb", size="base", hf_path="", library="runs/library/prompts",
-                        measure="average_tokens_cosine", strategy="best_of_top_k", k="1", embedding_step="10000")
+                        measure="average_tokens_cosine", strategy="best_of_top_k", k=1, embedding_step=10000)
   c = configs.base_config()
-  configs.set_backbone(c, a["size"], a["hf_path"])
-  c.task = a["task"]
-  c.library.path = a["library"]
-  c.retrieval.measure = a["measure"]
-  c.retrieval.strategy = a["strategy"]
-  c.retrieval.k = int(a["k"])
-  c.train.embedding_step = int(a["embedding_step"])
+  configs.set_backbone(c, a.size, a.hf_path)
+  c.task = a.task
+  c.library.path = a.library
+  c.retrieval.measure = a.measure
+  c.retrieval.strategy = a.strategy
+  c.retrieval.k = a.k
+  c.train.embedding_step = a.embedding_step
   return c

@@ -10,13 +10,13 @@ from spot_jax.data import tasks
 
 
 def get_config(arg=None):
-  a = configs.parse_arg(arg, size="base", hf_path="", library="runs/library/prompts", seeds="0:1:2", steps="30000")
+  a = configs.parse_arg(arg, size="base", hf_path="", library="runs/library/prompts", seeds=(0, 1, 2), steps=30000)
   c = configs.base_config()
-  configs.set_backbone(c, a["size"], a["hf_path"])
-  c.library.path = a["library"]
+  configs.set_backbone(c, a.size, a.hf_path)
+  c.library.path = a.library
   c.grid.sources = tasks.SPOT_SOURCE_TASKS
   c.grid.targets = tasks.SPOT_TARGET_TASKS
-  c.grid.seeds = tuple(int(s) for s in a["seeds"].split(":"))
-  c.train.num_train_steps = int(a["steps"])
+  c.grid.seeds = a.seeds
+  c.train.num_train_steps = a.steps
   c.train.embedding_step = 10_000
   return c

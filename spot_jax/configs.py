@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Any
 
 import ml_collections
 
@@ -147,17 +148,35 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def parse_arg(arg: str | None, **defaults: str) -> dict[str, str]:
-  """'task=rte,size=base' -> {'task': 'rte', 'size': 'base'} over `defaults`; unknown keys are an error."""
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """'task=rte,steps=1000,fast' -> a ConfigDict over `defaults`, each value converted to its default's
+  type (int, float, bool, str, or a tuple written `0:1:2`); a bare key sets a bool to True (as
+  big_vision's `parse_arg`). An unknown key or a value of the wrong type is one clear error."""
   values = dict(defaults)
   for item in filter(None, (arg or "").split(",")):
-    key, sep, value = item.partition("=")
-    if not sep:
-      raise errors.ConfigError(f"Config argument {item!r} is not key=value (e.g. ':task=rte,size=base').")
+    key, sep, text = item.partition("=")
     if key not in defaults:
       raise errors.ConfigError(f"Unknown config argument {key!r}; this experiment takes {sorted(defaults)}.")
-    values[key] = value
-  return values
+    if not sep and not isinstance(defaults[key], bool):
+      raise errors.ConfigError(f"Config argument {item!r} is not key=value (e.g. ':task=rte,size=base').")
+    values[key] = _convert_arg(key, text if sep else "True", defaults[key])
+  return ml_collections.ConfigDict(values)
+
+
+def _convert_arg(key: str, text: str, default: Any) -> Any:
+  """`text` as the type of `default`."""
+  if isinstance(default, tuple):
+    element = type(default[0]) if default else str
+    return tuple(_convert_arg(key, part, element()) for part in filter(None, text.split(":")))
+  try:
+    if isinstance(default, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      return text.lower() in ("true", "1")
+    return type(default)(text)
+  except ValueError:
+    raise errors.ConfigError(f"Config argument {key}={text!r} is not {type(default).__name__} like its default "
+                             f"{default!r}.") from None
 
 
 def set_backbone(c: ml_collections.ConfigDict, size: str, hf_path: str = "") -> None:

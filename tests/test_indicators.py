@@ -200,10 +200,12 @@ def test_correlation_rows_and_table_say_which_input_on_used(tiny, vocabs, tmp_pa
 
 def test_capture_leaves_the_params_untouched(tiny):
   cfg, params = tiny
-  before = jax.tree.map(np.array, params)
+  before, structure = jax.tree.map(np.array, params), jax.tree.structure(params)
   prompt = _random_prompts(cfg, n=1)["p0"]
-  ind.ffn_hidden(cfg, params, {"p": prompt})
+  first = ind.ffn_hidden(cfg, params, {"p": prompt})["p"]
+  assert jax.tree.structure(params) == structure  # no collection (e.g. flax's 'intermediates') added to the dict
   jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, params))
+  np.testing.assert_array_equal(ind.ffn_hidden(cfg, params, {"p": prompt})["p"], first)  # nothing carried over
 
 
 @pytest.fixture(scope="module", params=["t5_1_1", "t5"])

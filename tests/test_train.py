@@ -40,7 +40,24 @@ def test_frozen_params_bit_identical_and_prompt_learns(tiny, tmp_path):
   model_cfg, frozen = tiny
   before = jax.tree.map(np.copy, frozen)
   result = _train(tiny, tmp_path, num_train_steps=30, log_every=5, mesh_shape=(4, 2))
-  jax.tree.map(np.testing.assert_array_equal, frozen, before)
+  # The device copy the trainer placed and stepped with (place_frozen hands back the same arrays):
+  # after 30 steps it still exists (never donated to the step) and holds the original bits.
+  used = sharding.place_frozen(frozen, model_cfg, sharding.make_mesh((4, 2)))
+  assert all(isinstance(x, jax.Array) and not x.is_deleted() for x in jax.tree.leaves(used))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(used), before)
+  # And every step saw those params: a replay of the same steps outside the trainer, on the original
+  # host params, gives the losses the trainer logged (a trainer that changed the frozen model between
+  # steps would drift away from them).
+  cfg = fx.small_config(num_train_steps=30, mesh_shape=(4, 2))
+  step = jax.jit(train.make_train_step(prompt_lib.PromptedT5(model_cfg, cfg.prompt_length),
+                                       train.make_optimizer(cfg), cfg))
+  prompt = prompt_lib.random_uniform()(jax.random.key(cfg.seed + 1), (cfg.prompt_length, model_cfg.d_model))
+  opt_state, batches, replayed = train.make_optimizer(cfg).init(prompt), fx.ArrayIterator(cfg.batch_size), {}
+  for index in range(30):
+    prompt, opt_state, metrics = step(prompt, opt_state, before, next(batches), index)
+    replayed[index + 1] = float(metrics["loss"])
+  logged = {h["step"]: h["train/loss"] for h in result.train_history}
+  np.testing.assert_allclose([logged[s] for s in sorted(logged)], [replayed[s] for s in sorted(logged)], atol=1e-5)
   losses = [h["train/loss"] for h in result.train_history]
   assert losses[-1] < losses[0]
 
