@@ -46,7 +46,7 @@ def main() -> None:
   vocab = quickstart.prepare_vocab(args.workdir, data_dir, config.vocab_size)
   backbone = quickstart.prepare_backbone(config, args.workdir, vocab)
   keys = library_lib.PromptLibrary(os.path.join(args.workdir, "library"), model_fingerprint=backbone.fingerprint).keys()
-  targets = list(config.targets)
+  targets = list(config.grid.targets)
   print(f"targets (in this order): {', '.join(t.replace('synth_', '') for t in targets)}")
   for steps in [int(s) for s in args.steps.split(",")]:
     hits = {m: 0 for m in retrieval.MEASURES}

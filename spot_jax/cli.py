@@ -8,9 +8,11 @@ unknown `--config.<key>` is an error that names the key).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
+import tempfile
 from typing import Callable, Optional
 
 from absl import app, flags
@@ -19,22 +21,6 @@ from spot_jax import errors
 
 _COMMANDS: dict[str, tuple[str, Callable[[], None]]] = {}
 FLAGS = flags.FLAGS
-
-
-def command(name: str, help_text: str):
-  """Registers `fn` (which defines its flags and runs absl) as `spot-jax <name>`."""
-  def register(fn: Callable[[], None]) -> Callable[[], None]:
-    _COMMANDS[name] = (help_text, fn)
-    return fn
-  return register
-
-
-def _config_and_workdir(workdir_required: bool = True) -> None:
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file("config", None, "Experiment config: experiments/<name>.py[:arg].",
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", None, "Output directory (local or gs://).", required=workdir_required)
-  flags.mark_flag_as_required("config")
 
 
 _FLAGS_BEFORE_COMMAND: set = set()  # absl's and the libraries' own flags (set in `run`)
@@ -99,9 +85,9 @@ def _load_config():
 
 
 def _start(config, workdir: Optional[str] = None) -> None:
-  """Checks every config field, imports the config's task modules, joins the other hosts of a multi-host run (`config.distributed`) and
-  locks the workdir (held until the command exits), before the backbone loads or a file is written:
-  a bad config or a workdir in use fails at once."""
+  """Checks every config field, imports the config's task modules, joins the other hosts of a
+  multi-host run (`config.distributed`) and locks the workdir (held until the command exits), before
+  the backbone loads or a file is written: a bad config or a workdir in use fails at once."""
   from spot_jax import configs, distributed
   from spot_jax.checkpoints import workdir as workdir_lib
   if config is not None:
@@ -113,84 +99,117 @@ def _start(config, workdir: Optional[str] = None) -> None:
     workdir_lib.lock(workdir)
 
 
-def _backbone_and_vocab(config):
-  """Points TFDS at config.data.data_dir (if set) and loads the frozen model and its vocabulary."""
+def _import_tensorflow_quietly() -> None:
+  """Imports TensorFlow (which TFDS and the data pipeline load anyway) with the process's stderr
+  pointed away: its C++ start-up lines (oneDNN notices, CUDA stubs, "All log messages before
+  absl::InitializeLog()") go straight to file descriptor 2, before TF_CPP_MIN_LOG_LEVEL or any log
+  setting applies. A failed import shows what it wrote; `--verbosity=0` (or higher) shows it all."""
+  if "tensorflow" in sys.modules or FLAGS["verbosity"].value >= 0:
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as sink:
+    os.dup2(sink.fileno(), 2)
+    try:
+      importlib.import_module("tensorflow")
+    except BaseException:
+      os.dup2(saved, 2)
+      sink.seek(0)
+      sys.stderr.write(sink.read().decode(errors="replace"))
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+class Job:
+  """What a command's body is given: the checked config, the workdir, and the frozen backbone and
+  its vocabulary (loaded on first use, with TFDS pointed at config.data.data_dir)."""
+
+  def __init__(self, config, workdir: Optional[str]):
+    self.config, self.workdir = config, workdir
+    self._loaded = None
+
+  def _load(self):
+    if self._loaded is None:
+      from spot_jax import jobs
+      if self.config.data.get("data_dir"):
+        os.environ.setdefault("TFDS_DATA_DIR", self.config.data.data_dir)
+      self._loaded = jobs.load_backbone(self.config.model), jobs.load_vocab(self.config.model)
+    return self._loaded
+
+  @property
+  def backbone(self):
+    return self._load()[0]
+
+  @property
+  def vocab(self):
+    return self._load()[1]
+
+
+def job_command(name: str, help_text: str, *, config: str = "required", workdir: str = "required",
+                extra_flags: Callable[[], None] = lambda: None, locks_workdir: Callable[[list], bool] = lambda argv: True):
+  """Registers `body(job, argv)` as `spot-jax <name>`. The one place that owns what every job
+  command does first: `--config` / `--workdir` (each "required", "optional" or "none"), the
+  command's own flags (`extra_flags`), then config checks, task modules, multi-host start-up and the
+  workdir lock (when `locks_workdir(argv)`), before the body runs."""
+  def register(body: Callable[[Job, list], None]) -> Callable[[Job, list], None]:
+    def entry() -> None:
+      if config != "none":
+        from ml_collections import config_flags
+        config_flags.DEFINE_config_file("config", None, "Experiment config: experiments/<name>.py[:arg].",
+                                        lock_config=True)
+        if config == "required":
+          flags.mark_flag_as_required("config")
+      if workdir != "none":
+        flags.DEFINE_string("workdir", None, "Output directory (local or gs://).", required=workdir == "required")
+      extra_flags()
+
+      def main(argv):
+        if config != "none":  # the commands that read data (TFDS, hence TensorFlow)
+          _import_tensorflow_quietly()
+        loaded = _load_config() if config != "none" else None
+        run_dir = FLAGS.workdir if workdir != "none" else None
+        _start(loaded, run_dir if locks_workdir(argv) else None)
+        body(Job(loaded, run_dir), argv)
+
+      app.run(main, flags_parser=_parse_flags)
+
+    _COMMANDS[name] = (help_text, entry)
+    return body
+  return register
+
+
+@job_command("train", "Prompt-tune one prompt (source or target) on config.task.")
+def _train(job: Job, argv: list) -> None:
   from spot_jax import jobs
-  if config.data.get("data_dir"):
-    os.environ.setdefault("TFDS_DATA_DIR", config.data.data_dir)
-  return jobs.load_backbone(config.model), jobs.load_vocab(config.model)
+  result = jobs.train_prompt(job.config, job.workdir, backbone=job.backbone, vocab=job.vocab,
+                             task_name=job.config.task, evaluate_on=job.config.get("eval_task") or None)
+  print(f"done: step {result.step}, best score {result.best_score} at step {result.best_step}; "
+        f"prompts in {os.path.join(job.workdir, 'prompts')}")
 
 
-@command("train", "Prompt-tune one prompt (source or target) on config.task.")
-def _train() -> None:
-  _config_and_workdir()
-
-  def main(argv):
-    del argv
-    config = _load_config()
-    _start(config, FLAGS.workdir)
-    from spot_jax import jobs
-    backbone, vocab = _backbone_and_vocab(config)
-    result = jobs.train_prompt(config, FLAGS.workdir, backbone=backbone, vocab=vocab, task_name=config.task,
-                               evaluate_on=config.get("eval_task") or None)
-    print(f"done: step {result.step}, best score {result.best_score} at step {result.best_step}; "
-          f"prompts in {os.path.join(FLAGS.workdir, 'prompts')}")
-
-  app.run(main, flags_parser=_parse_flags)
-
-
-@command("eval", "Evaluate a prompt (config.prompt_init: npy / checkpoint / library) on config.task; or several "
-                 "(--prompts=a.npy,RUN_DIR,...), each scored, and with --ensemble=vote their majority vote too.")
-def _eval() -> None:
-  _config_and_workdir(workdir_required=False)
+def _eval_flags() -> None:
   flags.DEFINE_list("prompts", None, "Prompts to evaluate instead of config.prompt_init: .npy files [prompt_length, "
                     "d_model] or spot_jax run directories (their best prompt), comma-separated.")
   flags.DEFINE_enum("ensemble", None, ["vote"], "Also score the prompts' ensemble (Lester et al.): per example, "
                     "the answer most prompts gave (a tie: the lowest prompt's; rank mode: the highest summed score).")
 
-  def main(argv):
-    del argv
-    config = _load_config()
-    if FLAGS.ensemble and not FLAGS.prompts:
-      raise errors.ConfigError(f"--ensemble={FLAGS.ensemble} needs the prompts to combine: "
-                               "--prompts=a.npy,b.npy,... (files or run directories).")
-    _start(config)
-    import jax
-    import ml_collections
-    from spot_jax import evaluation, jobs
-    backbone, vocab = _backbone_and_vocab(config)
-    mode = evaluation.eval_mode(config)
-    shape = (config.train.prompt_length, backbone.config.d_model)
-    show = lambda metrics: ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items()))
-    if not FLAGS.prompts:
-      init = jobs.make_prompt_init(config.prompt_init, backbone, vocab, config.task)
-      metrics = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode,
-                                          mesh_shape=config.train.mesh_shape)(init(jax.random.key(config.train.seed), shape))
-      print(f"eval mode {mode}: " + show(metrics))
-      return
-    allow = config.prompt_init.get("allow_other_model", False)  # same-model check as config.prompt_init's
-    prompts = [jobs.make_prompt_init(ml_collections.ConfigDict(dict(
-        kind="npy" if path.endswith(".npy") else "checkpoint", path=path, which="best", allow_other_model=allow)),
-        backbone, vocab, config.task)(jax.random.key(0), shape) for path in FLAGS.prompts]
-    print(f"eval mode {mode}, task {config.task}, {len(prompts)} prompts:")
-    if FLAGS.ensemble:
-      result = evaluation.make_ensemble_evaluator(config.task, vocab, backbone, config.data, mode,
-                                                  mesh_shape=config.train.mesh_shape, method=FLAGS.ensemble)(prompts)
-      per_prompt = result.per_prompt
-    else:
-      evaluate = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode,
-                                           mesh_shape=config.train.mesh_shape)
-      per_prompt = [evaluate(prompt) for prompt in prompts]
-    for i, (path, metrics) in enumerate(zip(FLAGS.prompts, per_prompt), start=1):
-      print(f"  prompt {i} ({path}): " + show(metrics))
-    if FLAGS.ensemble:
-      print(f"  ensemble ({FLAGS.ensemble} of {len(prompts)} prompts): " + show(result.ensemble))
 
-  app.run(main, flags_parser=_parse_flags)
+@job_command("eval", "Evaluate a prompt (config.prompt_init: npy / checkpoint / library) on config.task; or several "
+                     "(--prompts=a.npy,RUN_DIR,...), each scored, and with --ensemble=vote their majority vote too.",
+             workdir="none", extra_flags=_eval_flags)
+def _eval(job: Job, argv: list) -> None:
+  from spot_jax import jobs
+  if FLAGS.ensemble and not FLAGS.prompts:
+    raise errors.ConfigError(f"--ensemble={FLAGS.ensemble} needs the prompts to combine: "
+                             "--prompts=a.npy,b.npy,... (files or run directories).")
+  result = jobs.evaluate_prompts(job.config, FLAGS.prompts or (), backbone=job.backbone, vocab=job.vocab,
+                                 ensemble=FLAGS.ensemble)
+  print("\n".join(result.lines()))
 
 
-@command("library", "Prompt library: build | add | list | show | export | import.")
-def _library() -> None:
+def _library_flags() -> None:
   flags.DEFINE_string("library", None, "Library directory (default: config.library.path).")
   flags.DEFINE_string("run", None, "add: a finished `spot-jax train` workdir (with embedding_step set).")
   flags.DEFINE_string("task", None, "add: the run's source task; show: an entry's name (<task>, or <task>@run<r> "
@@ -200,158 +219,107 @@ def _library() -> None:
   flags.DEFINE_string("source", None, "import: an exported directory or .tar.gz.")
   flags.DEFINE_bool("replace", False, "add/import: replace existing entries of the same task (the old ones are "
                     "kept under replaced/).")
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file("config", None, "Experiment config (build/add).", lock_config=True)
-  flags.DEFINE_string("workdir", None, "build: where the source runs go.")
 
-  def main(argv):
-    if len(argv) != 2 or argv[1] not in ("build", "add", "list", "show", "export", "import"):
-      raise app.UsageError("usage: spot-jax library {build,add,list,show,export,import} [--flags]")
-    action = argv[1]
-    config = _load_config()
-    _start(config, FLAGS.workdir if action == "build" else None)
-    from spot_jax import jobs
-    from spot_jax.spot import library as library_lib
-    path = FLAGS.library or (config.library.path if config is not None else None)
-    if not path:
-      raise app.UsageError("Give --library=DIR (or config.library.path).")
-    if action == "import":
-      lib = library_lib.import_library(FLAGS.source, path, replace=FLAGS.replace)
-      print(lib.describe())
-      return
-    if action in ("build", "add"):
-      if config is None:
-        raise app.UsageError(f"library {action} needs --config.")
-      backbone, vocab = _backbone_and_vocab(config)
-      if action == "build":
-        if not FLAGS.workdir:
-          raise app.UsageError("library build needs --workdir for the source runs.")
-        lib = jobs.build_library(config, FLAGS.workdir, backbone=backbone, vocab=vocab,
-                                 sources=list(config.library.sources), library_path=path)
-      else:
-        lib = library_lib.PromptLibrary(path, model_fingerprint=backbone.fingerprint,
-                                        prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
-        jobs.add_run_to_library(lib, FLAGS.task, FLAGS.run, backbone, replace=FLAGS.replace, run=FLAGS.run_number)
-      print(lib.describe())
-      return
+
+_LIBRARY_ACTIONS = ("build", "add", "list", "show", "export", "import")
+
+
+@job_command("library", "Prompt library: build | add | list | show | export | import.", config="optional",
+             workdir="optional", extra_flags=_library_flags, locks_workdir=lambda argv: argv[1:2] == ["build"])
+def _library(job: Job, argv: list) -> None:
+  if len(argv) != 2 or argv[1] not in _LIBRARY_ACTIONS:
+    raise app.UsageError(f"usage: spot-jax library {{{','.join(_LIBRARY_ACTIONS)}}} [--flags]")
+  action, config = argv[1], job.config
+  from spot_jax import jobs
+  from spot_jax.spot import library as library_lib
+  path = FLAGS.library or (config.library.path if config is not None else None)
+  if not path:
+    raise app.UsageError("Give --library=DIR (or config.library.path).")
+  if action in ("build", "add") and config is None:
+    raise app.UsageError(f"library {action} needs --config.")
+  if action == "build":
+    if not job.workdir:
+      raise app.UsageError("library build needs --workdir for the source runs.")
+    lib = jobs.build_library(config, job.workdir, backbone=job.backbone, vocab=job.vocab,
+                             sources=list(config.library.sources), library_path=path)
+  elif action == "add":
+    lib = jobs.add_to_library(config, path, FLAGS.task, FLAGS.run, backbone=job.backbone, run=FLAGS.run_number,
+                              replace=FLAGS.replace)
+  elif action == "import":
+    lib = library_lib.import_library(FLAGS.source, path, replace=FLAGS.replace)
+  elif action == "show":
+    print(library_lib.PromptLibrary(path).show(FLAGS.task))
+    return
+  elif action == "export":
+    print(f"exported to {library_lib.PromptLibrary(path).export(FLAGS.destination)}")
+    return
+  else:
     lib = library_lib.PromptLibrary(path)
-    if action == "list":
-      print(lib.describe())
-    elif action == "show":
-      entry = lib.get(FLAGS.task)
-      import json
-      print(json.dumps(entry.metadata, indent=2, sort_keys=True))
-      print(f"key {entry.key.shape}, value {entry.value.shape}")
-    elif action == "export":
-      print(f"exported to {lib.export(FLAGS.destination)}")
-
-  app.run(main, flags_parser=_parse_flags)
+  print(lib.describe())
 
 
-@command("retrieve", "Rank the library's sources for config.task and write the chosen init: init_top<r>_<source>.npy "
-                     "(best_of_top_k), init_weighted_average_top<k>.npy, or init_mixture_top<k>.npy (mixture: a "
-                     "prompt tuned on the top-k sources + the target, in mixture_run_top<k>/).")
-def _retrieve() -> None:
-  _config_and_workdir()
+def _retrieve_flags() -> None:
   flags.DEFINE_string("embedding", None, "The target's task embedding (.npy); default: a short run on it.")
 
-  def main(argv):
-    del argv
-    config = _load_config()
-    _start(config, FLAGS.workdir)
-    from spot_jax import jobs
-    from spot_jax.checkpoints import prompts as prompt_io
-    backbone, vocab = _backbone_and_vocab(config)
-    embedding = prompt_io.load_npy(FLAGS.embedding) if FLAGS.embedding else None
-    result = jobs.retrieve(config, FLAGS.workdir, backbone=backbone, vocab=vocab, embedding=embedding)
-    for measure, ranked in result["rankings"].items():
-      print(f"{measure}: " + ", ".join(f"{r.task} {r.similarity:.3f}" for r in ranked[:10]))
-    print(f"strategy {config.retrieval.strategy}, k={config.retrieval.k}: {', '.join(result['chosen'])} "
-          f"(similarity averaged over {result['target_embeddings']} target embedding(s)); files in {FLAGS.workdir}")
 
-  app.run(main, flags_parser=_parse_flags)
-
-
-@command("grid", "Transferability grid: sources x targets x seeds, CSV + heatmap.")
-def _grid() -> None:
-  _config_and_workdir()
-
-  def main(argv):
-    del argv
-    config = _load_config()
-    _start(config, FLAGS.workdir)
-    from spot_jax import jobs
-    backbone, vocab = _backbone_and_vocab(config)
-    jobs.run_grid(config, FLAGS.workdir, backbone=backbone, vocab=vocab)
-
-  app.run(main, flags_parser=_parse_flags)
+@job_command("retrieve", "Rank the library's sources for config.task and write the chosen init: init_top<r>_<source>.npy "
+                         "(best_of_top_k), init_weighted_average_top<k>.npy, or init_mixture_top<k>.npy (mixture: a "
+                         "prompt tuned on the top-k sources + the target, in mixture_run_top<k>/).",
+             extra_flags=_retrieve_flags)
+def _retrieve(job: Job, argv: list) -> None:
+  from spot_jax import jobs
+  from spot_jax.checkpoints import prompts as prompt_io
+  result = jobs.retrieve(job.config, job.workdir, backbone=job.backbone, vocab=job.vocab,
+                         embedding=prompt_io.load_npy(FLAGS.embedding) if FLAGS.embedding else None)
+  for measure, ranked in result["rankings"].items():
+    print(f"{measure}: " + ", ".join(f"{r.task} {r.similarity:.3f}" for r in ranked[:10]))
+  print(f"strategy {job.config.retrieval.strategy}, k={job.config.retrieval.k}: {', '.join(result['chosen'])} "
+        f"(similarity averaged over {result['target_embeddings']} target embedding(s)); files in {job.workdir}")
 
 
-@command("project", "Cross-model projector (Su et al.): train it, then transfer source prompts zero-shot / as init.")
-def _project() -> None:
-  _config_and_workdir()
-
-  def main(argv):
-    del argv
-    config = _load_config()
-    _start(config, FLAGS.workdir)
-    from spot_jax import jobs
-    from spot_jax.spot import projector_job
-    backbone, vocab = _backbone_and_vocab(config)  # the target model
-    source = config.source_model.get("hf_path")  # only to check that the source library is that model's
-    fingerprint = jobs.load_backbone(config.source_model).fingerprint if source else None
-    projector_job.run_projector(config, FLAGS.workdir, backbone=backbone, vocab=vocab, source_fingerprint=fingerprint)
-
-  app.run(main, flags_parser=_parse_flags)
+@job_command("grid", "Transferability grid: sources x targets x seeds, CSV + heatmap.")
+def _grid(job: Job, argv: list) -> None:
+  from spot_jax import jobs
+  jobs.run_grid(job.config, job.workdir, backbone=job.backbone, vocab=job.vocab)
 
 
-@command("quickstart", "Offline SPoT on synthetic tasks: backbone, library, retrieval, transfer, table.")
-def _quickstart() -> None:
-  _config_and_workdir()
-
-  def main(argv):
-    del argv
-    config = _load_config()
-    _start(config, FLAGS.workdir)
-    from spot_jax import quickstart
-    quickstart.run(config, FLAGS.workdir)
-
-  app.run(main, flags_parser=_parse_flags)
+@job_command("project", "Cross-model projector (Su et al.): train it, then transfer source prompts zero-shot / as init.")
+def _project(job: Job, argv: list) -> None:
+  from spot_jax.spot import projector_job
+  projector_job.run_projector(job.config, job.workdir, backbone=job.backbone, vocab=job.vocab,  # onto the target
+                              source_fingerprint=projector_job.source_model_fingerprint(job.config))
 
 
-@command("model-info", "Load a Hugging Face T5 directory and print its config and parameter count.")
-def _model_info() -> None:
+@job_command("quickstart", "Offline SPoT on synthetic tasks: backbone, library, retrieval, transfer, table.")
+def _quickstart(job: Job, argv: list) -> None:
+  from spot_jax import quickstart
+  quickstart.run(job.config, job.workdir)
+
+
+def _model_info_flags() -> None:
   flags.DEFINE_string("hf_path", None, "Local Hugging Face T5 directory (config.json + *.safetensors).",
                       required=True)
 
-  def main(argv):
-    del argv
-    import jax
-    import numpy as np
-    from spot_jax.checkpoints import hf
-    from spot_jax.checkpoints import fingerprint
-    cfg, params = hf.load_hf_t5(FLAGS.hf_path)
-    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-    print(cfg)
-    print(f"parameters: {count:,}")
-    print(f"fingerprint: {fingerprint.model_fingerprint(cfg, params)}")
 
-  app.run(main, flags_parser=_parse_flags)
+@job_command("model-info", "Load a Hugging Face T5 directory and print its config and parameter count.",
+             config="none", workdir="none", extra_flags=_model_info_flags)
+def _model_info(job: Job, argv: list) -> None:
+  from spot_jax import jobs
+  print(jobs.describe_model(FLAGS.hf_path))
 
 
-@command("convert", "Convert a T5X checkpoint (either t5x layout, local or gs://) to a Hugging Face T5 directory, "
-                    "or a Hugging Face directory to a T5X checkpoint (Orbax layout): --from=SRC --to=NEW_DIR.")
-def _convert() -> None:
+def _convert_flags() -> None:
   flags.DEFINE_string("from", None, "T5X checkpoint (checkpoint_<step>/ or the model directory above it) or "
                       "Hugging Face T5 directory.", required=True)
   flags.DEFINE_string("to", None, "New local directory (or an empty one) for the other format.", required=True)
 
-  def main(argv):
-    del argv
-    from spot_jax.checkpoints import t5x
-    print(t5x.convert(FLAGS["from"].value, FLAGS.to))
 
-  app.run(main, flags_parser=_parse_flags)
+@job_command("convert", "Convert a T5X checkpoint (either t5x layout, local or gs://) to a Hugging Face T5 directory, "
+                        "or a Hugging Face directory to a T5X checkpoint (Orbax layout): --from=SRC --to=NEW_DIR.",
+             config="none", workdir="none", extra_flags=_convert_flags)
+def _convert(job: Job, argv: list) -> None:
+  from spot_jax.checkpoints import t5x
+  print(t5x.convert(FLAGS["from"].value, FLAGS.to))
 
 
 def _usage() -> str:
@@ -399,10 +367,10 @@ def run() -> None:
   _FLAGS_BEFORE_COMMAND.update(FLAGS)
   try:
     _COMMANDS[name][1]()
-  except errors.UserError as e:
-    print(f"spot-jax {name}: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except Exception as e:  # noqa: BLE001 - re-raised unless storage caused it
+  except Exception as e:  # noqa: BLE001 - re-raised unless expected or caused by storage
+    if errors.is_expected(e):
+      print(f"spot-jax {name}: error: {e}", file=sys.stderr)
+      sys.exit(2)
     failure = _storage_failure(e)
     if failure is None:
       raise

@@ -9,7 +9,6 @@ is a few lines over these functions; none has its own loop — all training goes
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Mapping, Optional, Sequence
 
@@ -83,16 +82,71 @@ def make_prompt_init(init: ml_collections.ConfigDict, backbone: Backbone, vocab:
     run_dir = os.path.dirname(os.path.dirname(init.path))  # <run>/prompts/<name>.npy: a run's named prompt
     if os.path.basename(os.path.dirname(init.path)) == prompt_io.PROMPTS_DIR and workdir_lib.read_record(run_dir):
       check_same_model(run_dir, backbone, init.get("allow_other_model", False))
-    return prompt_lib.from_npy(init.path)
+    return prompt_lib.from_array(prompt_io.load_npy(init.path))  # a released prompt (prompt-tuning's format)
   if kind == "checkpoint":
     check_same_model(init.path, backbone, init.get("allow_other_model", False))
-    return prompt_lib.from_checkpoint(init.path, init.get("which", "best"))
+    return prompt_lib.from_array(prompt_io.load_prompt(init.path, init.get("which", "best")))  # a run's named prompt
   if kind == "library":
     allow = init.get("allow_other_model", False)
     library = library_lib.PromptLibrary(init.library, model_fingerprint=None if allow else backbone.fingerprint)
     return prompt_lib.from_array(library.get(init.source).value)
   raise ValueError(f"Unknown prompt_init.kind {kind!r}; choose random_uniform, sampled_vocab, class_labels, "
                    "npy, checkpoint or library.")
+
+
+@dataclasses.dataclass
+class PromptScores:
+  """`spot-jax eval`'s result: each prompt's metrics, and the ensemble's when asked for."""
+
+  task: str
+  mode: str
+  names: list[str]  # where each prompt came from (config.prompt_init's kind, or the given path)
+  per_prompt: list[dict[str, float]]
+  ensemble: Optional[dict[str, float]] = None
+  ensemble_method: Optional[str] = None
+
+  def lines(self) -> list[str]:
+    show = lambda metrics: ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items()))
+    if len(self.names) == 1 and self.ensemble is None:
+      return [f"eval mode {self.mode}: " + show(self.per_prompt[0])]
+    lines = [f"eval mode {self.mode}, task {self.task}, {len(self.names)} prompts:"]
+    lines += [f"  prompt {i} ({name}): " + show(metrics)
+              for i, (name, metrics) in enumerate(zip(self.names, self.per_prompt), start=1)]
+    if self.ensemble is not None:
+      lines.append(f"  ensemble ({self.ensemble_method} of {len(self.names)} prompts): " + show(self.ensemble))
+    return lines
+
+
+def evaluate_prompts(config: ml_collections.ConfigDict, paths: Sequence[str], *, backbone: Backbone,
+                     vocab: vocab_lib.SentencePieceVocab, ensemble: Optional[str] = None) -> PromptScores:
+  """`spot-jax eval`: config.prompt_init's prompt on config.task, or each of `paths` (.npy files or
+  run directories: their best prompt, checked to be this model's), and with `ensemble` ('vote')
+  their ensemble (Lester et al.)."""
+  mode = evaluation.eval_mode(config)
+  shape = (config.train.prompt_length, backbone.config.d_model)
+  if paths:
+    allow = config.prompt_init.get("allow_other_model", False)  # the same-model check as config.prompt_init's
+    inits = [make_prompt_init(ml_collections.ConfigDict(dict(
+        kind="npy" if path.endswith(".npy") else "checkpoint", path=path, which="best", allow_other_model=allow)),
+        backbone, vocab, config.task) for path in paths]
+    names = list(paths)
+  else:
+    inits, names = [make_prompt_init(config.prompt_init, backbone, vocab, config.task)], [config.prompt_init.kind]
+  prompts = [init(jax.random.key(config.train.seed if not paths else 0), shape) for init in inits]
+  where = dict(mesh_shape=config.train.mesh_shape)
+  if ensemble:
+    result = evaluation.make_ensemble_evaluator(config.task, vocab, backbone, config.data, mode, method=ensemble,
+                                                **where)(prompts)
+    return PromptScores(config.task, mode, names, result.per_prompt, result.ensemble, ensemble)
+  evaluate = evaluation.make_evaluator(config.task, vocab, backbone, config.data, mode, **where)
+  return PromptScores(config.task, mode, names, [evaluate(prompt) for prompt in prompts])
+
+
+def describe_model(hf_path: str) -> str:
+  """`spot-jax model-info`: a Hugging Face T5 directory's config, parameter count and fingerprint."""
+  cfg, params = hf.load_hf_t5(hf_path)
+  count = sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(params))
+  return f"{cfg}\nparameters: {count:,}\nfingerprint: {fingerprint.model_fingerprint(cfg, params)}"
 
 
 def check_same_model(run_dir: str, backbone: Backbone, allow_other_model: bool = False) -> None:
@@ -214,6 +268,16 @@ def add_run_to_library(library: library_lib.PromptLibrary, task_name: str, workd
   return name
 
 
+def add_to_library(config: ml_collections.ConfigDict, path: str, task_name: str, run_dir: str, *,
+                   backbone: Backbone, run: int = 0, replace: bool = False) -> library_lib.PromptLibrary:
+  """`spot-jax library add`: a finished run as run `run` of `task_name` in the library at `path`
+  (made for this backbone and config.train.prompt_length if new)."""
+  library = library_lib.PromptLibrary(path, model_fingerprint=backbone.fingerprint,
+                                      prompt_length=config.train.prompt_length, d_model=backbone.config.d_model)
+  add_run_to_library(library, task_name, run_dir, backbone, replace=replace, run=run)
+  return library
+
+
 def build_library(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
                   vocab: vocab_lib.SentencePieceVocab, sources: Sequence[str], library_path: str,
                   verbose: bool = True, claim_workdir: bool = True) -> library_lib.PromptLibrary:
@@ -262,21 +326,25 @@ def _check_entry_from(library: library_lib.PromptLibrary, task: str, run_dir: st
 
 
 def target_embeddings(config: ml_collections.ConfigDict, workdirs: Mapping[str, str], *, backbone: Backbone,
-                      vocab: vocab_lib.SentencePieceVocab) -> dict[str, np.ndarray]:
-  """New tasks' embeddings {task: key}: prompt tuning on each for `train.embedding_step` steps (SPoT),
-  in `workdirs[task]`, `train.prompts_per_step` at a time."""
+                      vocab: vocab_lib.SentencePieceVocab, runs: Optional[int] = None) -> dict[str, list[np.ndarray]]:
+  """New tasks' embeddings {task: [one per run]}: `runs` (default `retrieval.target_runs`) prompt-tuning
+  runs on each task for `train.embedding_step` steps, seeds train.seed + i, as SPoT averages a
+  source's similarity over a target's runs. Run i of a task goes to `workdirs[task]` (i = 0) or
+  `<workdirs[task]>@run<i>`; `train.prompts_per_step` runs at a time."""
+  runs = runs or config.retrieval.get("target_runs", 1)
   short = ml_collections.ConfigDict(config.to_dict())
-  short.train.num_train_steps = config.train.embedding_step
-  short.train.eval_every = 0
-  train_prompts(short, [RunSpec(path, task) for task, path in workdirs.items()], backbone=backbone, vocab=vocab,
+  short.train.num_train_steps, short.train.eval_every = config.train.embedding_step, 0
+  specs = {task: [RunSpec(library_lib.entry_name(path, i), task, seed=config.train.seed + i) for i in range(runs)]
+           for task, path in workdirs.items()}
+  train_prompts(short, [s for task_specs in specs.values() for s in task_specs], backbone=backbone, vocab=vocab,
                 verbose=False)
-  return {task: prompt_io.load_prompt(path, "embedding") for task, path in workdirs.items()}
+  return {task: [prompt_io.load_prompt(s.workdir, "embedding") for s in task_specs] for task, task_specs in specs.items()}
 
 
 def target_embedding(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backbone,
                      vocab: vocab_lib.SentencePieceVocab, task_name: str) -> np.ndarray:
-  """A new task's embedding (see `target_embeddings`)."""
-  return target_embeddings(config, {task_name: workdir}, backbone=backbone, vocab=vocab)[task_name]
+  """A new task's embedding from one run with config.train.seed (see `target_embeddings`)."""
+  return target_embeddings(config, {task_name: workdir}, backbone=backbone, vocab=vocab, runs=1)[task_name][0]
 
 
 def rank_library(library: library_lib.PromptLibrary, target_key: np.ndarray | Sequence[np.ndarray],
@@ -303,16 +371,8 @@ def retrieve(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backb
                          identity={"task": config.task, "library": config.library.path}):
     lib = library_lib.PromptLibrary(config.library.path, model_fingerprint=backbone.fingerprint,
                                     prompt_length=config.train.prompt_length)
-    if embedding is not None:
-      keys = [embedding]
-    else:
-      runs = config.retrieval.get("target_runs", 1)
-      short = ml_collections.ConfigDict(config.to_dict())
-      short.train.num_train_steps, short.train.eval_every = config.train.embedding_step, 0
-      specs = [RunSpec(os.path.join(workdir, library_lib.entry_name("embedding_run", i)), config.task,
-                       seed=config.train.seed + i) for i in range(runs)]
-      train_prompts(short, specs, backbone=backbone, vocab=vocab, verbose=False)
-      keys = [prompt_io.load_prompt(spec.workdir, "embedding") for spec in specs]
+    keys = [embedding] if embedding is not None else target_embeddings(
+        config, {config.task: os.path.join(workdir, "embedding_run")}, backbone=backbone, vocab=vocab)[config.task]
     rankings = rank_library(lib, keys, list(config.retrieval.measures), exclude=[config.task])
     primary = distributed.is_primary()  # every host computes the same; process 0 writes the files
     if primary:
@@ -394,11 +454,6 @@ def claim_job_workdir(config: ml_collections.ConfigDict, workdir: str, kind: str
   return workdir_lib.claim(workdir, kind, {"config": identity, "frozen_model": frozen_fingerprint},
                            workdir_lib.parse_allow_changes(config.train.get("allow_changes", "")),
                            never_changeable=("frozen_model",))
-
-
-def write_json(path: str, data: Any) -> None:
-  """Writes `data` as JSON to a local or gs:// path, atomically."""
-  fileio.atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=float))
 
 
 # ----------------------------------------------------------------------------- target runs and the grid
@@ -491,38 +546,17 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str, *, backbone: Backb
       raise ValueError("config.grid.targets is empty: name the target tasks of the grid.")
     runs = transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
                          targets=targets, seeds=seeds, verbose=True)
-    mean = lambda method, t: float(np.mean([runs.scores[(method, t, s)] for s in seeds]))
-    baselines = {t: mean("baseline", t) for t in targets}
-    transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
-    measure = config.retrieval.measure
-    ks = [k for k in tr.RETRIEVAL_KS if k <= len(sources)]
     # One ranking per target: each source's similarity averaged over the target's runs (one embedding
     # per seed), as SPoT does; every seed's grid is read through it.
     source_keys = {s: library.get(s).key for s in sources}
-    rankings = {t: retrieval.rank_sources([runs.keys[(t, seed)] for seed in seeds], source_keys, measure)
-                for t in targets}
-    per_seed = [({t: runs.scores[("baseline", t, seed)] for t in targets},
-                 {(s, t): runs.scores[(f"from_{s}", t, seed)] for s in sources for t in targets}, rankings)
-                for seed in seeds]
-    similarity = {(r.task, t): r.similarity for t in targets for r in rankings[t]}
-    points = [(s, t, similarity[(s, t)], tr.rer_or_nan(transfer[(s, t)], baselines[t]))
-              for s in sources for t in targets if baselines[t] < 100]
-    rows = tr.over_runs([tr.retrieval_table(*grid, ks=ks) for grid in per_seed])  # mean ± std over seeds
-    headline = tr.headline(per_seed, ks, len(sources))
-    if not distributed.is_primary():  # every process ran the grid; process 0 writes and prints its results
-      return {"rows": rows, "headline": headline, "correlation": None, "runs": runs}
+    rankings = {t: retrieval.rank_sources([runs.keys[(t, seed)] for seed in seeds], source_keys,
+                                          config.retrieval.measure) for t in targets}
+    primary = distributed.is_primary()  # every process ran the grid; process 0 writes and prints its results
     out = os.path.join(workdir, "results")
-    rer = tr.rer_matrix(transfer, baselines, sources, targets)
-    tr.save_heatmap(os.path.join(out, "transfer_rer"), rer, sources, targets, "relative error reduction", "RER")
-    scores = np.array([[transfer[(s, t)] for t in targets] for s in sources])
-    tr.save_heatmap(os.path.join(out, "transfer_scores"), scores,
-                    sources, targets, "target score after transfer", "score")
-    stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
-    tr.write_table_csv(os.path.join(out, "retrieval_table.csv"), rows, evaluation.eval_mode(config))
-    tr.write_headline_csv(os.path.join(out, "headline.csv"), headline)
-    print(tr.format_table(rows, evaluation.eval_mode(config)))
-    print(tr.format_headline(headline))
-    print(f"similarity vs transfer: {stats}; files in {out}")
-    write_json(os.path.join(out, "scores.json"), {"eval_mode": evaluation.eval_mode(config),
-                                                  "scores": {"/".join(map(str, k)): v for k, v in runs.scores.items()}})
-    return {"rows": rows, "headline": headline, "correlation": stats, "runs": runs}
+    analysis = tr.analyse_grid(runs.scores, sources, targets, seeds, rankings, out if primary else None,
+                               evaluation.eval_mode(config))
+    if primary:
+      print(analysis.text)
+      print(f"similarity vs transfer: {analysis.correlation}; files in {out}")
+    return {"rows": analysis.rows, "headline": analysis.headline, "correlation": analysis.correlation or None,
+            "runs": runs}

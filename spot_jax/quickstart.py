@@ -58,10 +58,11 @@ def prepare_backbone(config: ml_collections.ConfigDict, workdir: str,
     tune_cfg = train.default_config()
     tune_cfg.update(dict(num_train_steps=b.steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
                          log_every=b.log_every, checkpoint_every=b.steps, eval_every=0, prompt_length=0,
-                         seed=b.seed, mesh_shape=tuple(config.train.mesh_shape)))
+                         seed=b.seed, mesh_shape=tuple(config.train.mesh_shape),
+                         adafactor_start_step=b.adafactor_start_step))
     iterator = pipeline.make_train_iterator("synth_pretrain", vocab, batch_size=b.batch_size,
-                                            input_length=config.data.input_length,
-                                            target_length=config.data.target_length, seed=b.seed)
+                                            input_length=b.input_length, target_length=config.data.target_length,
+                                            seed=b.seed)
     try:
       result = train.tune_model(tune_cfg, os.path.join(workdir, "runs", "backbone"), model_config=model_cfg,
                                 params=t5.init_params(model_cfg, jax.random.key(b.seed)), train_iter=iterator,
@@ -97,20 +98,23 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.report_backbone:
     no_prompt = np.zeros((0, backbone.config.d_model), np.float32)
     mode = evaluation.eval_mode(config)
-    known = {t.replace("synth_", ""): evaluation.make_evaluator(t, vocab, backbone, config.data, mode,
+    base_data = ml_collections.ConfigDict(config.data.to_dict())
+    base_data.input_length = config.backbone.input_length  # the base tasks' inputs are longer
+    known = {t.replace("synth_", ""): evaluation.make_evaluator(t, vocab, backbone, base_data, mode,
                                                               mesh_shape=config.train.mesh_shape)(no_prompt)["score"]
              for t in synthetic.PRETRAIN_TASKS}
     _log(start, "backbone on its base tasks (no prompt): " + ", ".join(f"{k} {v:.0f}" for k, v in known.items()))
   _log(start, f"frozen backbone ready: d_model {backbone.config.d_model}, fingerprint {backbone.fingerprint}")
 
   # (b) the library: one prompt per source task.
-  sources, targets, seeds = list(config.sources), list(config.targets), list(config.seeds)
+  targets, seeds = list(config.grid.targets), list(config.grid.seeds)
   source_cfg = ml_collections.ConfigDict(config.to_dict())
   source_cfg.train.update(dict(num_train_steps=config.source_steps, checkpoint_every=config.source_steps,
                                eval_every=config.source_steps // 4, log_every=config.source_steps // 4))
-  library = jobs.build_library(source_cfg, workdir, backbone=backbone, vocab=vocab, sources=sources,
+  library = jobs.build_library(source_cfg, workdir, backbone=backbone, vocab=vocab, sources=config.library.sources,
                                library_path=os.path.join(workdir, "library"), verbose=config.verbose,
                                claim_workdir=False)
+  sources = list(config.grid.sources) or library.names()  # the grid's sources: prompts of the library
   _log(start, f"library: {len(library)} source prompts")
 
   # (c) targets. First seed: the full grid (random-init baseline + transfer from every source). Every
@@ -118,18 +122,17 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   # multi-task mixture.
   runs = jobs.transfer_grid(config, workdir, backbone=backbone, vocab=vocab, library=library, sources=sources,
                             targets=targets, seeds=seeds[:1], embed_targets=False, verbose=config.verbose)
-  # SPoT's target embedding: its own short run, made once per task exactly as the library's keys
-  # were (same seed, so the same init draw): the keys then differ only by what each task taught.
-  keys = jobs.target_embeddings(config, {t: os.path.join(workdir, "targets", t, "embedding") for t in targets},
-                                backbone=backbone, vocab=vocab)
-  runs.keys.update({(target, seed): keys[target] for target in targets for seed in seeds})
+  # SPoT's target embeddings: `retrieval.target_runs` short runs per task (seeds train.seed + i; run 0
+  # shares the library keys' init draw), made once per task; a source's similarity is the mean over them.
+  target_keys = jobs.target_embeddings(config, {t: os.path.join(workdir, "targets", t, "embedding") for t in targets},
+                                       backbone=backbone, vocab=vocab)
   _log(start, f"transfer grid ({len(sources)} sources x {len(targets)} targets, seed {seeds[0]}) done")
   values = {name: library.get(name).value for name in library.names()}
   oracle_source = {t: max(sources, key=lambda s: runs.scores[(f"from_{s}", t, seeds[0])]) for t in targets}
   rankings: dict[tuple[str, int], dict[str, list[retrieval.Ranked]]] = {}
   cells, mixture_cells = [], []  # every (target, seed)'s runs, trained train.prompts_per_step at a time
   for seed, target in itertools.product(seeds, targets):
-    rankings[(target, seed)] = jobs.rank_library(library, runs.keys[(target, seed)], config.retrieval.measures)
+    rankings[(target, seed)] = jobs.rank_library(library, target_keys[target], config.retrieval.measures)
     ranking = rankings[(target, seed)][config.retrieval.measure]
     if seed != seeds[0]:
       cells.append((target, seed, "baseline", jobs.make_prompt_init(config.prompt_init, backbone, vocab, target), False))
@@ -155,19 +158,19 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     _log(start, f"{target} seed {seed}: random init {score('baseline'):.1f}, vocab init {score('vocab_init'):.1f}, "
                 f"retrieved {top} {score(f'from_{top}'):.1f}, oracle "
                 f"{oracle_source[target]} {score(f'from_{oracle_source[target]}'):.1f}")
-  return report(config, workdir, runs, rankings, oracle_source, library, start, backbone=backbone, vocab=vocab)
+  return report(config, workdir, runs, target_keys, rankings, oracle_source, library, sources, start,
+                backbone=backbone, vocab=vocab)
 
 
-def report(config, workdir, runs, rankings, oracle_source, library, start, *, backbone: jobs.Backbone,
-           vocab: vocab_lib.SentencePieceVocab) -> dict[str, Any]:
-  """The paper-style table (seed means), per-target retrieval, figures (PNG + CSV)."""
-  sources, targets, seeds = list(config.sources), list(config.targets), list(config.seeds)
+def report(config, workdir, runs, target_keys, rankings, oracle_source, library, sources, start, *,
+           backbone: jobs.Backbone, vocab: vocab_lib.SentencePieceVocab) -> dict[str, Any]:
+  """The paper-style table (seed means), the grid's analysis (`spot-jax grid`'s), per-target
+  retrieval, figures (PNG + CSV)."""
+  targets, seeds = list(config.grid.targets), list(config.grid.seeds)
   first, measure = seeds[0], config.retrieval.measure
   out = os.path.join(workdir, "results")
   os.makedirs(out, exist_ok=True)
   scores = runs.scores
-  grid = {(s, t): scores[(f"from_{s}", t, first)] for s in sources for t in targets}
-  grid_baselines = {t: scores[("baseline", t, first)] for t in targets}
 
   def seed_table(seed: int) -> list[tr.TableRow]:
     """One seed's table; the oracle is each target's best source on the seed-0 grid, run with this seed."""
@@ -183,25 +186,15 @@ def report(config, workdir, runs, rankings, oracle_source, library, start, *, ba
                f"SPoT: top-{config.retrieval.k_mixture} multi-task mixture": per_target(lambda t: "mixture")})
 
   rows = tr.over_runs([seed_table(seed) for seed in seeds])  # mean ± std over seeds
-  ks = [k for k in tr.RETRIEVAL_KS if k <= len(sources)]
-  grid_rankings = {t: rankings[(t, first)][measure] for t in targets}
-  grid_rows = tr.retrieval_table(grid_baselines, grid, grid_rankings, ks=ks)
-  headline = tr.headline([(grid_baselines, grid, grid_rankings)], ks, len(sources))
-  tr.write_headline_csv(os.path.join(out, "headline_seed0.csv"), headline)
   mode = evaluation.eval_mode(config)
   tr.write_table_csv(os.path.join(out, "table_seed_mean.csv"), rows, mode)
-  tr.write_table_csv(os.path.join(out, "table_grid_seed0.csv"), grid_rows, mode)
+  grid = tr.analyse_grid(scores, sources, targets, [first], {t: rankings[(t, first)][measure] for t in targets},
+                         out, mode)
   for t in targets:
     retrieval.write_ranking_csv(os.path.join(out, f"ranking_{t}.csv"), t, rankings[(t, first)])
-  tr.save_heatmap(os.path.join(out, "transfer_rer"), tr.rer_matrix(grid, grid_baselines, sources, targets),
-                  sources, targets, f"relative error reduction (seed {first})", "RER")
-  keys = {**library.keys(), **{f"{t} (target)": runs.keys[(t, first)] for t in targets}}
+  keys = {**library.keys(), **{f"{t} (target)": target_keys[t][0] for t in targets}}  # a target's first run
   tr.save_clustered_similarity(os.path.join(out, "task_similarity"), keys, measure)
-  points = [(s, t, retrieval.similarity(runs.keys[(t, first)], library.get(s).key, measure),
-             tr.rer_or_nan(grid[(s, t)], grid_baselines[t])) for s in sources for t in targets
-            if grid_baselines[t] < 100]
-  stats = tr.save_scatter(os.path.join(out, "similarity_vs_transfer"), points)
-  su_lines, indicator_rows = su_analysis(config, workdir, backbone, vocab, library, grid, grid_baselines, out)
+  su_lines, indicator_rows = su_analysis(config, workdir, backbone, vocab, library, sources, grid, out)
   lines = []
   for t in targets:
     ranking = rankings[(t, first)][measure]
@@ -216,30 +209,31 @@ def report(config, workdir, runs, rankings, oracle_source, library, start, *, ba
       "relative change = mean relative error reduction vs random-init prompt tuning (targets whose baseline "
       "is already 100 are left out of it).", "",
       tr.format_table(rows, mode), "",
-      f"From the seed-{first} transfer grid (every source -> every target):", tr.format_table(grid_rows, mode), "",
-      "SPoT's headline (Vu et al.: eliminating 69% of the search space, keeping 90% of the oracle's gain), "
-      f"here on the seed-{first} grid:", tr.format_headline(headline), "",
-      f"Retrieval by task-embedding similarity ({measure}), seed {first}:", *lines, "",
+      f"From the seed-{first} transfer grid (every source -> every target), and SPoT's headline (Vu et al.: "
+      "eliminating 69% of the search space, keeping 90% of the oracle's gain):", grid.text, "",
+      f"Retrieval by task-embedding similarity ({measure}, a source's similarity averaged over the target's "
+      f"{len(target_keys[targets[0]])} embedding runs; {len(library)} prompts, "
+      f"{config.library.runs_per_source} per source task):", *lines, "",
       "Similarity vs relative error reduction over the grid: " + (
           f"Pearson r = {stats['pearson_r']:.2f} (p = {stats['pearson_p']:.2g}), Spearman rho = "
-          f"{stats['spearman_rho']:.2f}" if stats else "undefined (no variation)"), "",
+          f"{stats['spearman_rho']:.2f}" if (stats := grid.correlation) else "undefined (no variation)"), "",
       *su_lines, "",
-      f"Files: {out}/ (table_*.csv, ranking_*.csv, transfer_rer.png/.csv, task_similarity.png/.csv, "
-      "similarity_vs_transfer.png/.csv, zero_shot_relative.png/.csv, indicator_correlations.csv/.txt, "
-      "headline_seed0.csv, scores.json)", f"Wall time: {elapsed / 60:.1f} min", ""])
+      f"Files: {out}/ (table_seed_mean.csv, retrieval_table.csv and headline.csv of the grid, ranking_*.csv, "
+      "transfer_rer.png/.csv, transfer_scores.png/.csv, task_similarity.png/.csv, similarity_vs_transfer.png/.csv, "
+      "zero_shot_relative.png/.csv, indicator_correlations.csv/.txt, scores.json)",
+      f"Wall time: {elapsed / 60:.1f} min", ""])
   print(text, flush=True)
   fileio.atomic_write(os.path.join(out, "summary.txt"), text)
-  jobs.write_json(os.path.join(out, "scores.json"), {"eval_mode": mode,
-                                                     "scores": {"/".join(map(str, k)): v for k, v in scores.items()}})
-  return {"rows": rows, "grid_rows": grid_rows, "headline": headline, "correlation": stats,
+  return {"rows": rows, "grid_rows": grid.rows, "headline": grid.headline, "correlation": grid.correlation,
           "indicators": indicator_rows, "wall_time_s": elapsed}
 
 
-def su_analysis(config, workdir, backbone, vocab, library, grid, grid_baselines, out) -> tuple[list[str], list]:
+def su_analysis(config, workdir, backbone, vocab, library, sources, grid: tr.GridAnalysis,
+                out) -> tuple[list[str], list]:
   """Su et al.'s view of the same tasks: zero-shot transfer (each source prompt used as is on each
   target, relative to the target's own prompt) and how well each transferability indicator
   (embedding similarities, activated-neuron overlap) predicts the measured transfer (RER)."""
-  sources, targets, first = list(config.sources), list(config.targets), config.seeds[0]
+  targets, first, grid_baselines = list(config.grid.targets), config.grid.seeds[0], grid.baselines
   values = {s: library.get(s).value for s in sources}
   own = {t: prompt_io.load_prompt(os.path.join(workdir, "targets", t, f"seed{first}", "baseline"), "best")
          for t in targets}
@@ -249,9 +243,9 @@ def su_analysis(config, workdir, backbone, vocab, library, grid, grid_baselines,
   tr.save_heatmap(os.path.join(out, "zero_shot_relative"),
                   np.array([[relative[(s, t)] for t in targets] for s in sources]), sources, targets,
                   "zero-shot transfer, % of the target's own prompt", "relative performance (%)")
-  related = lambda same: [v for (s, t), v in relative.items() if (synthetic.FAMILY.get(s) == synthetic.FAMILY.get(t)) == same]
+  related = lambda same: [v for (s, t), v in relative.items() if (_family(s) == _family(t)) == same]
   states = indicators.activation_states(backbone.config, backbone.params, {**values, **own}, vocab=vocab)
-  rer = {(s, t): tr.rer_or_nan(grid[(s, t)], grid_baselines[t]) for s in sources for t in targets}
+  rer = {(s, t): tr.rer_or_nan(grid.transfer[(s, t)], grid_baselines[t]) for s in sources for t in targets}
   rows = indicators.indicator_correlations(values, rer, target_prompts=own, activations=states)
   indicators.write_correlations(os.path.join(out, "indicator_correlations"), rows)
   lines = [
@@ -265,5 +259,9 @@ def su_analysis(config, workdir, backbone, vocab, library, grid, grid_baselines,
 
 def _same_family_best(target: str, ranking: list[retrieval.Ranked]) -> str:
   """The highest-ranked source of the target's own family (the truly related one)."""
-  family = synthetic.FAMILY[target]
-  return next(r.task for r in ranking if synthetic.FAMILY.get(r.task) == family)
+  return next(r.task for r in ranking if _family(r.task) == _family(target))
+
+
+def _family(name: str) -> str | None:
+  """A synthetic task's family; a library entry's (`<task>@run<r>`) is its task's."""
+  return synthetic.FAMILY.get(library_lib.split_entry_name(name)[0])

@@ -30,7 +30,7 @@ import optax
 from clu import metric_writers
 from etils import epath
 
-from spot_jax import configs, distributed, errors, sharding
+from spot_jax import configs, distributed, errors, sharding, xla_options
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.checkpoints import fingerprint, train_state
 from spot_jax.checkpoints import workdir as workdir_lib
@@ -224,25 +224,6 @@ def _state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
   return jax.tree.map(lambda _: sharding.replicated(mesh), state)
 
 
-# XLA:CPU hands dots to YNNPACK by default; for the train step's many small matmuls (batch x length
-# rows, d_model columns) XLA's own dot emitter is faster: +8-12% on the `tiny` shape, within noise on
-# t5_1_1 small (benchmarks/train_step.py). Reductions stay on YNNPACK.
-_CPU_STEP_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
-
-
-@functools.lru_cache(maxsize=None)
-def step_compiler_options() -> Optional[dict]:
-  """XLA options for the jitted train step on this backend (None where the defaults are best)."""
-  if jax.default_backend() != "cpu":
-    return None
-  try:  # an XLA that no longer knows the option: keep its defaults rather than fail
-    jax.jit(jnp.sin).lower(jnp.zeros(())).compile(compiler_options=_CPU_STEP_OPTIONS)
-  except Exception:  # noqa: BLE001 - XLA raises a runtime error type that differs across versions
-    logging.warning("XLA rejected %s; compiling the train step with default options.", _CPU_STEP_OPTIONS)
-    return None
-  return _CPU_STEP_OPTIONS
-
-
 # Settings that do not change the compiled step: runs that differ only in these share one compile
 # (the quickstart and grids run dozens of short trainings in one process).
 _RUN_ONLY_FIELDS = ("num_train_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
@@ -280,7 +261,7 @@ def jitted_step(model: prompt_lib.PromptedT5, optimizer: optax.GradientTransform
     _STEP_CACHE[key] = jax.jit(
         make_train_step(model, optimizer, cfg, tune, prompt_fn, loss_fn, prompts_per_step),
         in_shardings=inputs, out_shardings=(trainable_shardings, opt_shardings, repl),
-        donate_argnums=(0, 1), compiler_options=step_compiler_options())
+        donate_argnums=(0, 1), compiler_options=xla_options.train_step_options())
   return _STEP_CACHE[key]
 
 
@@ -512,15 +493,22 @@ class _Stack:
 
   def __init__(self, size: int, mesh: jax.sharding.Mesh):
     self.size = size
-    repl = sharding.replicated(mesh)
-    self._join = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states), out_shardings=repl)
-    self._take = jax.jit(lambda state, i: jax.tree.map(lambda x: x[i], state), out_shardings=repl)
+    self._join, self._take = _stack_functions(mesh)
 
   def join(self, states: list) -> Any:
     return states[0] if self.size == 1 else self._join(states)
 
   def part(self, state: Any, index: int) -> Any:
     return state if self.size == 1 else self._take(state, jnp.asarray(index, jnp.int32))
+
+
+@functools.lru_cache(maxsize=None)
+def _stack_functions(mesh: jax.sharding.Mesh) -> tuple[Callable, Callable]:
+  """(join, take) jitted once per mesh, so that each group of K prompts reuses their compilation."""
+  repl = sharding.replicated(mesh)
+  join = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states), out_shardings=repl)
+  take = jax.jit(lambda state, i: jax.tree.map(lambda x: x[i], state), out_shardings=repl)
+  return join, take
 
 
 def _loop(members: list[_Member], objective: Objective, *, mesh: jax.sharding.Mesh, model_config: t5.T5Config,

@@ -19,8 +19,8 @@ def test_fast_quickstart_prints_the_table_and_writes_its_files(tmp_path):
     assert row in out.stdout, row
   assert "first same-family source at rank" in out.stdout
   results = workdir / "results"
-  for name in ("summary.txt", "headline_seed0.csv", "table_seed_mean.csv", "table_grid_seed0.csv", "transfer_rer.png", "transfer_rer.csv",
-               "task_similarity.png", "zero_shot_relative.png", "indicator_correlations.csv",
+  for name in ("summary.txt", "headline.csv", "table_seed_mean.csv", "retrieval_table.csv", "transfer_scores.png",
+               "transfer_rer.png", "transfer_rer.csv", "task_similarity.png", "zero_shot_relative.png", "indicator_correlations.csv",
                "ranking_synth_seven_target.csv"):
     assert (results / name).exists(), name
   assert "scores: eval mode 'generate' (greedy decoding, an output that is no label counts as wrong)" in out.stdout

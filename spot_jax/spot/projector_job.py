@@ -14,11 +14,18 @@ import jax
 import ml_collections
 import numpy as np
 
-from spot_jax import evaluation, jobs
+from spot_jax import evaluation, fileio, jobs
 from spot_jax.data import pipeline, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
 from spot_jax.spot import library as library_lib
 from spot_jax.spot import projector as projector_lib
+
+
+def source_model_fingerprint(config: ml_collections.ConfigDict) -> Optional[str]:
+  """The fingerprint of the source model at `config.source_model.hf_path` (None when not given): the
+  source library is checked against it."""
+  source = config.get("source_model", {}).get("hf_path")
+  return jobs.load_backbone(config.source_model).fingerprint if source else None
 
 
 def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: jobs.Backbone,
@@ -32,6 +39,8 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
   2. For every `projector.transfer_tasks`: the projected source prompt zero-shot on the target task,
      against a `config.prompt_init` prompt; with `projector.init_transfer`, target prompt tuning
      (`config.train`) from each of the two. Writes `projector.msgpack` and `results.json` in `workdir`.
+  With `source_fingerprint` (`source_model_fingerprint(config)`), the source library must be that
+  model's.
   """
   with jobs.claim_job_workdir(config, workdir, "projector", backbone.fingerprint):
     p = config.projector
@@ -110,7 +119,7 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
         print(f"[project] {task}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                                 for k, v in row.items() if not k.endswith("_history")), flush=True)
     losses = [h["train/loss"] for h in result.train_history]
-    jobs.write_json(os.path.join(workdir, "results.json"),
+    fileio.write_json(os.path.join(workdir, "results.json"),
                {"objective": p.objective, "trained_on": seen, "rows": rows, "projector_train_loss": losses})
     return {"rows": rows, "params": params, "projector": projector, "train_result": result}
 

@@ -9,7 +9,6 @@ trainer call per cell, see spot_jax.jobs). Every figure is written as PNG plus t
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import warnings
@@ -148,7 +147,7 @@ def write_table_csv(path: str, rows: Sequence[TableRow], eval_mode: Optional[str
   """The table as CSV (means and, over runs, standard deviations); with `eval_mode`, every row carries
   it in an `eval_mode` column."""
   extra = [eval_mode] if eval_mode else []
-  _write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent", "runs",
+  fileio.write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent", "runs",
                     "average_score_std", "absolute_change_std", "relative_change_percent_std"]
              + (["eval_mode"] if eval_mode else []),
              [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}", r.runs,
@@ -203,7 +202,7 @@ def format_headline(rows: Sequence[Headline]) -> str:
 
 
 def write_headline_csv(path: str, rows: Sequence[Headline]) -> None:
-  _write_csv(path, ["k", "library_size", "search_space_eliminated", "oracle_gain_kept", "oracle_gain_kept_std",
+  fileio.write_csv(path, ["k", "library_size", "search_space_eliminated", "oracle_gain_kept", "oracle_gain_kept_std",
                     "runs", "targets"],
              [[r.k, r.library_size, f"{r.eliminated:.4f}", f"{r.gain_kept:.4f}", f"{r.gain_kept_std:.4f}", r.runs,
                r.targets] for r in rows])
@@ -234,15 +233,6 @@ def _plt():
   return plt
 
 
-def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:
-  """Header + rows as CSV at a local or gs:// path, atomically."""
-  text = io.StringIO(newline="")
-  writer = csv.writer(text)
-  writer.writerow(header)
-  writer.writerows(rows)
-  fileio.atomic_write(path, text.getvalue())
-
-
 def _save_png(fig, path: str) -> None:
   """A matplotlib figure as PNG at a local or gs:// path (savefig itself writes local files only)."""
   buffer = io.BytesIO()
@@ -253,7 +243,7 @@ def _save_png(fig, path: str) -> None:
 def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
                  title: str, value_label: str) -> tuple[str, str]:
   """Writes `<stem>.png` and `<stem>.csv` (rows x columns, with labels); returns both paths."""
-  _write_csv(path_stem + ".csv", [""] + list(col_labels),
+  fileio.write_csv(path_stem + ".csv", [""] + list(col_labels),
              [[r] + [f"{v:.6f}" for v in row] for r, row in zip(row_labels, matrix)])
   plt = _plt()
   fig, ax = plt.subplots(figsize=(max(6.0, 2.5 + 0.7 * len(col_labels)), max(4.0, 1.5 + 0.45 * len(row_labels))))
@@ -292,7 +282,7 @@ def save_clustered_similarity(path_stem: str, keys: Mapping[str, np.ndarray], me
 
 def save_scatter(path_stem: str, points: Sequence[tuple[str, str, float, float]]) -> dict[str, float]:
   """(source, target, similarity, relative error reduction) points -> PNG + CSV; returns correlations."""
-  _write_csv(path_stem + ".csv", ["source", "target", "similarity", "relative_error_reduction"],
+  fileio.write_csv(path_stem + ".csv", ["source", "target", "similarity", "relative_error_reduction"],
              [[s, t, f"{x:.6f}", f"{y:.6f}"] for s, t, x, y in points])
   xs, ys = [p[2] for p in points], [p[3] for p in points]
   stats = correlation(xs, ys) if len(points) > 2 else {}
@@ -307,3 +297,58 @@ def save_scatter(path_stem: str, points: Sequence[tuple[str, str, float, float]]
   _save_png(fig, path_stem + ".png")
   plt.close(fig)
   return stats
+
+
+# ----------------------------------------------------------------------------- the grid's analysis
+
+
+@dataclasses.dataclass
+class GridAnalysis:
+  """What a transfer grid shows: the retrieval table and SPoT's headline (mean ± std over seeds), the
+  seed-mean grid behind them, and how well similarity predicts transfer."""
+
+  rows: list[TableRow]
+  headline: list[Headline]
+  baselines: dict[str, float]  # target -> seed-mean baseline score
+  transfer: dict[tuple[str, str], float]  # (source, target) -> seed-mean score after transfer
+  correlation: dict[str, float]  # similarity vs relative error reduction ({} when undefined)
+  text: str  # the table and the headline, formatted
+
+
+def analyse_grid(scores: Mapping[tuple[str, str, int], float], sources: Sequence[str], targets: Sequence[str],
+                 seeds: Sequence[int], rankings: Mapping[str, Sequence[retrieval.Ranked]], out_dir: Optional[str],
+                 eval_mode: Optional[str] = None) -> GridAnalysis:
+  """The one analysis of a transfer grid (`spot-jax grid` and the quickstart).
+
+  `scores[(method, target, seed)]`: method "baseline" (the target's own prompt tuning) and
+  "from_<source>" (initialised from a source prompt); other methods are kept in scores.json only.
+  `rankings[target]`: the sources by task-embedding similarity (averaged over the target's runs),
+  read through for every seed. With `out_dir`: retrieval_table.csv, headline.csv, scores.json, the
+  RER and score heatmaps and the similarity-vs-RER scatter (PNG + CSV).
+  """
+  sources, targets, seeds = list(sources), list(targets), list(seeds)
+  per_seed = [({t: scores[("baseline", t, seed)] for t in targets},
+               {(s, t): scores[(f"from_{s}", t, seed)] for s in sources for t in targets}, rankings)
+              for seed in seeds]
+  mean = lambda method, t: float(np.mean([scores[(method, t, seed)] for seed in seeds]))
+  baselines = {t: mean("baseline", t) for t in targets}
+  transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
+  ks = [k for k in RETRIEVAL_KS if k <= len(sources)]
+  rows = over_runs([retrieval_table(*grid, ks=ks) for grid in per_seed])
+  top = headline(per_seed, ks, len(sources))
+  text = "\n".join([format_table(rows, eval_mode), "", format_headline(top)])
+  if out_dir is None:
+    return GridAnalysis(rows, top, baselines, transfer, {}, text)
+  similarity = {(r.task, t): r.similarity for t in targets for r in rankings[t]}
+  points = [(s, t, similarity[(s, t)], rer_or_nan(transfer[(s, t)], baselines[t]))
+            for s in sources for t in targets if baselines[t] < 100]
+  stats = save_scatter(f"{out_dir}/similarity_vs_transfer", points)
+  save_heatmap(f"{out_dir}/transfer_rer", rer_matrix(transfer, baselines, sources, targets), sources, targets,
+               f"relative error reduction (mean over seeds {seeds})", "RER")
+  save_heatmap(f"{out_dir}/transfer_scores", np.array([[transfer[(s, t)] for t in targets] for s in sources]),
+               sources, targets, f"target score after transfer (mean over seeds {seeds})", "score")
+  write_table_csv(f"{out_dir}/retrieval_table.csv", rows, eval_mode)
+  write_headline_csv(f"{out_dir}/headline.csv", top)
+  fileio.write_json(f"{out_dir}/scores.json", {"eval_mode": eval_mode,
+                                               "scores": {"/".join(map(str, k)): v for k, v in scores.items()}})
+  return GridAnalysis(rows, top, baselines, transfer, stats, text)
