@@ -54,9 +54,10 @@ def train_defaults() -> ml_collections.ConfigDict:
   # separate runs, the hardware used K times better (train.train_prompts).
   c.prompts_per_step = 1
   # Of those K, how many share one vectorised computation (0: all K, for accelerators). The rest run
-  # group after group inside the same step. On a CPU a large vectorised batch falls out of cache:
-  # the quickstart's tiny step costs 0.53x per example with all 12 at once, 1.0x in groups of 2
-  # (benchmarks/multi_prompt.py).
+  # group after group inside the same step. On a CPU a large vectorised batch can fall out of cache:
+  # with 42-token inputs the quickstart's tiny step cost 0.53x per example with all 12 at once, 1.0x
+  # in groups of 2; with its 30-token inputs all 12 at once is fastest (`benchmarks/multi_prompt.py
+  # --in-parallel=N` measures it).
   c.prompts_in_parallel = 0
   # How this run may treat its workdir (they do not change the result):
   c.allow_changes = ""  # comma-separated fields allowed to differ from the workdir's run, e.g. "num_train_steps"

