@@ -6,8 +6,9 @@ Needs a finished quickstart workdir (its backbone, vocabulary, data and library 
 in it is changed). For every target task and seed s, the target's task embedding is the prompt after
 N steps of prompt tuning with train.seed = s (so both the init draw and the data order vary with s),
 ranked against the library's keys by each of the paper's measures. Printed: per seed, the rank of
-the first same-family source for each target, and the hits (rank 1) over all (target, seed) pairs.
-The quickstart itself uses one draw (seed 0's, the library's); this shows how representative it is.
+the first same-family source for each target, and the hits (rank 1) over all (target, seed) pairs;
+then the same with SPoT's averaged similarity over 3 runs (seeds s, s+1, s+2), which the quickstart
+uses (retrieval.target_runs = 3, seeds 0-2).
 """
 
 from __future__ import annotations
@@ -49,26 +50,25 @@ def main() -> None:
   targets = list(config.grid.targets)
   print(f"targets (in this order): {', '.join(t.replace('synth_', '') for t in targets)}")
   for steps in [int(s) for s in args.steps.split(",")]:
-    hits = {m: 0 for m in retrieval.MEASURES}
-    per_seed = {m: [] for m in retrieval.MEASURES}
     start = time.perf_counter()
+    embeddings = {}  # (seed, target) -> key
     for seed in range(args.seeds):
-      ranks = {m: [] for m in retrieval.MEASURES}
       for target in targets:
         cfg = ml_collections.ConfigDict(config.to_dict())
         cfg.train.seed, cfg.train.embedding_step = seed, steps
         with tempfile.TemporaryDirectory() as run_dir:
-          key = jobs.target_embedding(cfg, run_dir, backbone=backbone, vocab=vocab, task_name=target)
-        for measure in retrieval.MEASURES:
-          ranks[measure].append(family_rank(target, retrieval.rank_sources(key, keys, measure)))
-      for measure, r in ranks.items():
-        hits[measure] += sum(x == 1 for x in r)
-        per_seed[measure].append("".join(str(min(x, 9)) for x in r))
-    total = args.seeds * len(targets)
+          embeddings[(seed, target)] = jobs.target_embedding(cfg, run_dir, backbone=backbone, vocab=vocab,
+                                                             task_name=target)
     print(f"embedding step {steps} ({time.perf_counter() - start:.0f} s):")
-    for measure in retrieval.MEASURES:
-      print(f"  {measure:<22} hits {hits[measure]:>3}/{total}   ranks per seed: {' '.join(per_seed[measure])}")
-
+    for runs in (1, 3):
+      firsts = range(args.seeds - runs + 1)
+      print(f"  similarity {'of one run' if runs == 1 else f'averaged over {runs} runs (seeds s..s+{runs - 1})'}:")
+      for measure in retrieval.MEASURES:
+        ranks = [[family_rank(t, retrieval.rank_sources([embeddings[(s + i, t)] for i in range(runs)], keys, measure))
+                  for t in targets] for s in firsts]
+        hits = sum(r == 1 for per_seed in ranks for r in per_seed)
+        print(f"    {measure:<22} hits {hits:>3}/{len(firsts) * len(targets)}   ranks per first seed: "
+              + " ".join("".join(str(min(r, 9)) for r in per_seed) for per_seed in ranks))
 
 if __name__ == "__main__":
   main()

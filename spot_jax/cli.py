@@ -92,6 +92,7 @@ def _start(config, workdir: Optional[str] = None) -> None:
   from spot_jax.checkpoints import workdir as workdir_lib
   if config is not None:
     configs.validate(config)
+    _import_tensorflow_quietly()  # a job that reads data imports it anyway; a bad config fails before
     from spot_jax.data import tasks  # the run's own task modules (config.data.task_modules), checked up front too
     tasks.import_task_modules(config.data.get("task_modules", ()))
   distributed.maybe_initialize(config.get("distributed") if config is not None else None)
@@ -166,8 +167,6 @@ def job_command(name: str, help_text: str, *, config: str = "required", workdir:
       extra_flags()
 
       def main(argv):
-        if config != "none":  # the commands that read data (TFDS, hence TensorFlow)
-          _import_tensorflow_quietly()
         loaded = _load_config() if config != "none" else None
         run_dir = FLAGS.workdir if workdir != "none" else None
         _start(loaded, run_dir if locks_workdir(argv) else None)

@@ -65,7 +65,7 @@ def prepare_backbone(config: ml_collections.ConfigDict, workdir: str,
                                             seed=b.seed)
     try:
       result = train.tune_model(tune_cfg, os.path.join(workdir, "runs", "backbone"), model_config=model_cfg,
-                                params=t5.init_params(model_cfg, jax.random.key(b.seed)), train_iter=iterator,
+                                params=t5.init_params(model_cfg, jax.random.key(b.seed), jit=True), train_iter=iterator,
                                 name="backbone")
     finally:
       iterator.close()
