@@ -221,7 +221,7 @@ def report(config, workdir, runs, target_keys, rankings, oracle_source, library,
       f"Files: {out}/ (table_seed_mean.csv, retrieval_table.csv and headline.csv of the grid, ranking_*.csv, "
       "transfer_rer.png/.csv, transfer_scores.png/.csv, task_similarity.png/.csv, similarity_vs_transfer.png/.csv, "
       "zero_shot_relative.png/.csv, indicator_correlations.csv/.txt, scores.json)",
-      f"Wall time: {elapsed / 60:.1f} min", ""])
+      f"Wall time: {elapsed / 60:.1f} min ({elapsed:.0f} s)", ""])
   print(text, flush=True)
   fileio.atomic_write(os.path.join(out, "summary.txt"), text)
   return {"rows": rows, "grid_rows": grid.rows, "headline": grid.headline, "correlation": grid.correlation,
