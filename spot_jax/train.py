@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import metric_writers
+from clu import metric_writers, periodic_actions
 from etils import epath
 
 from spot_jax import configs, distributed, errors, sharding, xla_options
@@ -205,19 +205,23 @@ def itstime(done: int, every: int, total: int) -> bool:
 # ----------------------------------------------------------------------------- the run
 
 
-class _Progress:
-  """One line per log step with rate and ETA (long runs must say when they end)."""
+class _Progress(periodic_actions.ReportProgress):
+  """clu's ReportProgress (rate, % done and ETA as the work unit's notes, at every log step and the
+  last), which also prints that report as one console line with the loss: a run in a terminal must
+  say when it ends. Called after every step; `loss` is set at the log steps before the call."""
 
-  def __init__(self, name: str, total: int, start: int):
-    self.name, self.total, self.start = name, total, start
-    self.t0 = time.perf_counter()
+  def __init__(self, name: str, total: int, every_steps: int, printing: bool):
+    super().__init__(num_train_steps=total, every_steps=every_steps, every_secs=None)
+    self.name, self.total, self.printing, self.loss = name, total, printing, float("nan")
 
-  def line(self, step: int, loss: float) -> str:
-    elapsed = time.perf_counter() - self.t0
-    rate = (step - self.start) / elapsed if elapsed > 0 else 0.0
-    eta = (self.total - step) / rate if rate > 0 else float("inf")
-    eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
-    return f"[{self.name}] step {step}/{self.total} loss {loss:.4f} {rate:.2f} steps/s ETA {eta_text}"
+  def _apply(self, step: int, t: float) -> None:  # PeriodicAction's hook for what a trigger does
+    rate = (step - self._previous_step) / max(t - self._previous_time, 1e-9)
+    super()._apply(step, t)
+    if self.printing:
+      eta = (self.total - step) / rate if rate > 0 else float("inf")
+      eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
+      print(f"[{self.name}] step {step}/{self.total} loss {self.loss:.4f} {rate:.2f} steps/s ETA {eta_text}",
+            flush=True)
 
 
 def _state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
@@ -577,7 +581,8 @@ def _loop(members: list[_Member], objective: Objective, *, mesh: jax.sharding.Me
 
   start_step = min(m.start_step for m in members)
   name = members[0].name if k == 1 else f"{k} prompts: {members[0].name} .. {members[-1].name}"
-  progress = _Progress(name, cfg.num_train_steps, start_step)
+  progress = _Progress(name, cfg.num_train_steps, cfg.log_every, printing=verbose and is_writer)
+  progress(start_step)  # the first call only starts the clock
   window_start, window_steps = time.perf_counter(), 0
   schedule = make_schedule(cfg)
 
@@ -632,9 +637,10 @@ def _loop(members: list[_Member], objective: Objective, *, mesh: jax.sharding.Me
                    "train/examples_per_sec": window_steps * cfg.batch_size * len(due) / elapsed}
         member.writer.write_scalars(done, scalars)
         member.train_history.append({"step": done, **scalars})
-      if verbose and is_writer:
-        print(progress.line(done, float(np.mean(losses[np.asarray(active)]))), flush=True)
+      progress.loss = float(np.mean(losses[np.asarray(active)]))
       window_start, window_steps = time.perf_counter(), 0
+
+    progress(done)
 
     if evaluating:
       prompts = prompts or host_prompts()
