@@ -44,8 +44,8 @@ def test_cached_incremental_decoding_equals_full_forward(model_and_params):
   np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
-@pytest.mark.parametrize("scan,remat", [pytest.param(True, "none", marks=pytest.mark.slow), (False, "full"),
-                                        (True, "minimal")])
+@pytest.mark.parametrize("scan,remat", [pytest.param(True, "none", marks=pytest.mark.slow),
+                                        pytest.param(False, "full", marks=pytest.mark.slow), (True, "minimal")])
 def test_scan_and_remat_equal_plain_stack(model_and_params, scan, remat):
   cfg, params = model_and_params
   enc, dec_in, tgt = _batch(cfg)
@@ -123,7 +123,7 @@ def test_bernoulli_mask_equals_jax_random(shape, key):
   np.testing.assert_array_equal(ours, jax.random.bernoulli(key, 0.9, shape))
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("dtype", [jnp.float32, pytest.param(jnp.bfloat16, marks=pytest.mark.slow)])
 def test_dropout_equals_flax_dropout_values_and_grads(dtype):
   import flax.linen as nn
   x = jax.random.normal(jax.random.key(0), (4, 7, 9), dtype)

@@ -79,6 +79,7 @@ def test_optimizer_state_holds_only_the_prompt(tiny, tmp_path):
   assert array_bytes < frozen_bytes / 4
 
 
+@pytest.mark.slow  # with dropout, so only close (rtol 0.1); the exact check below runs by default
 def test_grad_accumulation_matches_full_batch(tiny, tmp_path):
   a = _train(tiny, tmp_path / "a", grad_accum_steps=1, z_loss=0.0)
   b = _train(tiny, tmp_path / "b", grad_accum_steps=2, z_loss=0.0)
