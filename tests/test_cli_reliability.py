@@ -67,6 +67,7 @@ def test_bad_config_values_are_one_line_before_any_file(cli_world, tmp_path, ove
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # the lock itself is tested in-process by default (tests/test_workdir.py)
 def test_second_writer_fails_at_once_naming_the_first(cli_world, tmp_path):
   workdir = tmp_path / "run"
   first = subprocess.Popen(world_lib.cli_command(cli_world, *_train_args(cli_world, workdir, steps=100000)),
@@ -124,6 +125,7 @@ def test_storage_errors_are_one_line(cli_world, tmp_path):
   assert f"{broken / 'config.json'} is not valid JSON" in _one_error(out, "model-info")
 
 
+@pytest.mark.slow  # the model check itself is tested in-process by default (tests/test_workdir.py)
 def test_prompt_from_a_run_on_another_model_is_refused(cli_world, source_run, tmp_path):
   other = tmp_path / "other_backbone"
   cfg = hf.load_hf_t5(cli_world.backbone)[0]
