@@ -3,11 +3,12 @@
 Why: no weights or datasets download here, yet a new user should see SPoT work end to end in
 minutes, with honest numbers. The steps are the paper's, scaled down:
   (a) model-tune a tiny T5 on the synthetic families' base tasks -> the frozen backbone;
-  (b) prompt-tune one prompt per synthetic source task -> the prompt library
+  (b) prompt-tune `library.runs_per_source` prompts per synthetic source task -> the prompt library
       (key: the prompt at an early step; value: the best prompt);
-  (c) for each held-out target task and seed: prompt tuning from random / sampled-vocabulary init
-      (the baselines; its early prompt is the target's task embedding), retrieval by task-embedding
-      similarity, transfer from every library prompt (the grid: gives the oracle and best-of-top-k),
+  (c) for each held-out target task: `retrieval.target_runs` short runs whose prompts are its task
+      embeddings; for each target and seed: prompt tuning from random / sampled-vocabulary init (the
+      baselines), retrieval by task-embedding similarity (averaged over the target's runs),
+      transfer from every library prompt (the grid: gives the oracle and best-of-top-k),
       the top-3 weighted-average init, and the top-3 multi-task mixture (a prompt tuned on the
       three retrieved sources' data mixed with the target's, then tuned on the target);
   (d) the paper-style table, the retrieval ranking, heatmaps/scatter (PNG + CSV).
@@ -106,7 +107,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     _log(start, "backbone on its base tasks (no prompt): " + ", ".join(f"{k} {v:.0f}" for k, v in known.items()))
   _log(start, f"frozen backbone ready: d_model {backbone.config.d_model}, fingerprint {backbone.fingerprint}")
 
-  # (b) the library: one prompt per source task.
+  # (b) the library: library.runs_per_source prompts per source task.
   targets, seeds = list(config.grid.targets), list(config.grid.seeds)
   source_cfg = ml_collections.ConfigDict(config.to_dict())
   source_cfg.train.update(dict(num_train_steps=config.source_steps, checkpoint_every=config.source_steps,
