@@ -246,8 +246,7 @@ def su_analysis(config, workdir, backbone, vocab, library, sources, grid: tr.Gri
                   "zero-shot transfer, % of the target's own prompt", "relative performance (%)")
   related = lambda same: [v for (s, t), v in relative.items() if (_family(s) == _family(t)) == same]
   states = indicators.activation_states(backbone.config, backbone.params, {**values, **own}, vocab=vocab)
-  rer = {(s, t): tr.rer_or_nan(grid.transfer[(s, t)], grid_baselines[t]) for s in sources for t in targets}
-  rows = indicators.indicator_correlations(values, rer, target_prompts=own, activations=states)
+  rows = indicators.indicator_correlations(values, grid.rer, target_prompts=own, activations=states)
   indicators.write_correlations(os.path.join(out, "indicator_correlations"), rows)
   lines = [
       "Zero-shot transfer (Su et al.): a source prompt used as is on a target, as % of the target's own "

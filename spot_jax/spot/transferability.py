@@ -311,6 +311,7 @@ class GridAnalysis:
   headline: list[Headline]
   baselines: dict[str, float]  # target -> seed-mean baseline score
   transfer: dict[tuple[str, str], float]  # (source, target) -> seed-mean score after transfer
+  rer: dict[tuple[str, str], float]  # (source, target) -> its relative error reduction (NaN: baseline 100)
   correlation: dict[str, float]  # similarity vs relative error reduction ({} when undefined)
   text: str  # the table and the headline, formatted
 
@@ -333,15 +334,15 @@ def analyse_grid(scores: Mapping[tuple[str, str, int], float], sources: Sequence
   mean = lambda method, t: float(np.mean([scores[(method, t, seed)] for seed in seeds]))
   baselines = {t: mean("baseline", t) for t in targets}
   transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
+  rer = {(s, t): rer_or_nan(transfer[(s, t)], baselines[t]) for s in sources for t in targets}
   ks = [k for k in RETRIEVAL_KS if k <= len(sources)]
   rows = over_runs([retrieval_table(*grid, ks=ks) for grid in per_seed])
   top = headline(per_seed, ks, len(sources))
   text = "\n".join([format_table(rows, eval_mode), "", format_headline(top)])
   if out_dir is None:
-    return GridAnalysis(rows, top, baselines, transfer, {}, text)
+    return GridAnalysis(rows, top, baselines, transfer, rer, {}, text)
   similarity = {(r.task, t): r.similarity for t in targets for r in rankings[t]}
-  points = [(s, t, similarity[(s, t)], rer_or_nan(transfer[(s, t)], baselines[t]))
-            for s in sources for t in targets if baselines[t] < 100]
+  points = [(s, t, similarity[(s, t)], rer[(s, t)]) for s in sources for t in targets if baselines[t] < 100]
   stats = save_scatter(f"{out_dir}/similarity_vs_transfer", points)
   save_heatmap(f"{out_dir}/transfer_rer", rer_matrix(transfer, baselines, sources, targets), sources, targets,
                f"relative error reduction (mean over seeds {seeds})", "RER")
@@ -351,4 +352,4 @@ def analyse_grid(scores: Mapping[tuple[str, str, int], float], sources: Sequence
   write_headline_csv(f"{out_dir}/headline.csv", top)
   fileio.write_json(f"{out_dir}/scores.json", {"eval_mode": eval_mode,
                                                "scores": {"/".join(map(str, k)): v for k, v in scores.items()}})
-  return GridAnalysis(rows, top, baselines, transfer, stats, text)
+  return GridAnalysis(rows, top, baselines, transfer, rer, stats, text)
