@@ -61,7 +61,7 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spot_jax import decoding, sharding, train  # noqa: E402
+from spot_jax import configs, decoding, sharding, train  # noqa: E402
 from spot_jax.models import prompt as prompt_lib  # noqa: E402
 from spot_jax.models import t5  # noqa: E402
 
@@ -127,7 +127,7 @@ def frozen_abstract(cfg: t5.T5Config) -> tuple[Any, Any]:
 
 
 def trainer_config(setup: Setup, batch: int) -> ml_collections.ConfigDict:
-  cfg = train.default_config()
+  cfg = configs.train_defaults()
   cfg.batch_size, cfg.prompt_length, cfg.mesh_shape = batch, setup.prompt_length, setup.mesh_shape
   return cfg
 

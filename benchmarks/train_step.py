@@ -104,13 +104,13 @@ class JaxStep:
   def __init__(self, shape: str, compiler_options: Optional[dict] = None):
     import jax
     import jax.numpy as jnp
-    from spot_jax import train, xla_options
+    from spot_jax import configs, train, xla_options
     from spot_jax.models import prompt as prompt_lib
     from spot_jax.models import t5
 
     self.jax = jax
     cfg = model_config(shape)
-    tcfg = train.default_config()
+    tcfg = configs.train_defaults()
     tcfg.batch_size, tcfg.prompt_length = BATCH, PROMPT_LEN
     model = prompt_lib.PromptedT5(cfg, PROMPT_LEN)
     optimizer = train.make_optimizer(tcfg)

@@ -9,6 +9,8 @@ that catches those keeps working.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 
 class UserError(Exception):
   """An expected failure whose message names the problem and the way out."""
@@ -22,6 +24,12 @@ def is_expected(error: BaseException) -> bool:
   prompt_module = sys.modules.get("spot_jax.models.prompt")
   return isinstance(error, UserError) or (prompt_module is not None and
                                           isinstance(error, prompt_module.PromptShapeError))
+
+
+def some_of(names: Sequence[str], limit: int) -> str:
+  """'a, b, c and 7 more': the first `limit` names for an error message that must stay one line."""
+  names = list(names)
+  return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class ConfigError(UserError, ValueError):

@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from spot_jax import evaluation, fileio, jobs, train
+from spot_jax import configs, evaluation, fileio, jobs, train
 from spot_jax.checkpoints import hf
 from spot_jax.data import pipeline, synthetic, tasks as tasks_lib, vocab as vocab_lib
 from spot_jax.models import prompt as prompt_lib
@@ -56,7 +56,7 @@ def prepare_backbone(config: ml_collections.ConfigDict, workdir: str,
     b = config.backbone
     model_cfg = t5.get_config(b.preset, vocab_size=vocab.vocab_size, dropout_rate=b.dropout_rate,
                               **dict(b.overrides))
-    tune_cfg = train.default_config()
+    tune_cfg = configs.train_defaults()
     tune_cfg.update(dict(num_train_steps=b.steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
                          log_every=b.log_every, checkpoint_every=b.steps, eval_every=0, prompt_length=0,
                          seed=b.seed, mesh_shape=tuple(config.train.mesh_shape), schedule=b.schedule,

@@ -50,11 +50,6 @@ class BatchIterator(Protocol):
   def set_state(self, state: dict) -> None: ...
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """Trainer settings (`config.train`); the defaults are the prompt-tuning papers' (see configs.py)."""
-  return configs.train_defaults()
-
-
 @dataclasses.dataclass
 class TrainResult:
   prompt: Optional[np.ndarray]  # final prompt [prompt_length, d_model] (prompt tuning; prompt_fn(trainable))
@@ -213,11 +208,18 @@ class _Progress(periodic_actions.ReportProgress):
   def __init__(self, name: str, total: int, every_steps: int, printing: bool):
     super().__init__(num_train_steps=total, every_steps=every_steps, every_secs=None)
     self.name, self.total, self.printing, self.loss = name, total, printing, float("nan")
+    self._last: Optional[tuple[int, float]] = None  # (step, time) of the start or the previous report
 
-  def _apply(self, step: int, t: float) -> None:  # PeriodicAction's hook for what a trigger does
-    rate = (step - self._previous_step) / max(t - self._previous_time, 1e-9)
+  def __call__(self, step: int, t: Optional[float] = None) -> bool:
+    t = time.monotonic() if t is None else t
+    self._last = self._last or (step, t)  # the first call starts the clock (clu's too)
+    return super().__call__(step, t)
+
+  def _apply(self, step: int, t: float) -> None:  # the hook a PeriodicAction subclass implements
     super()._apply(step, t)
+    (last_step, last_time), self._last = self._last, (step, t)
     if self.printing:
+      rate = (step - last_step) / max(t - last_time, 1e-9)
       eta = (self.total - step) / rate if rate > 0 else float("inf")
       eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
       print(f"[{self.name}] step {step}/{self.total} loss {self.loss:.4f} {rate:.2f} steps/s ETA {eta_text}",

@@ -15,3 +15,12 @@ def cli_world(tmp_path_factory):
   """The offline world of tests/cli_world.py, made once per session (about 15 s)."""
   from tests import cli_world as world_lib
   return world_lib.make_world(str(tmp_path_factory.mktemp("cli_world")))
+
+
+@pytest.fixture
+def bucket(tmp_path, monkeypatch):
+  """gs://bucket/... is stored under the returned local directory (tests/gcs_standin.py): epath's
+  gs:// backend remapped, so code that writes through epath works offline."""
+  from tests import gcs_standin
+  with gcs_standin.local_gcs(tmp_path, monkeypatch) as root:
+    yield root

@@ -18,13 +18,6 @@ from spot_jax.checkpoints import hf
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import t5
 from spot_jax.spot import library as library_lib, retrieval, transferability as tr
-from tests import gcs_standin
-
-@pytest.fixture
-def bucket(tmp_path, monkeypatch):
-  """gs://bucket/... is stored under the returned local directory (tests/gcs_standin.py)."""
-  with gcs_standin.local_gcs(tmp_path, monkeypatch) as root:
-    yield root
 
 
 def test_named_prompts_and_npy(bucket):

@@ -12,7 +12,6 @@ import pytest
 
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.spot import library as lib
-from tests.test_gcs_paths import bucket  # noqa: F401  (fixture)
 
 SHAPE = (4, 8)
 

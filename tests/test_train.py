@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from spot_jax import errors, sharding, train
+from spot_jax import configs, errors, sharding, train
 from spot_jax.checkpoints import prompts as prompt_io
 from spot_jax.models import prompt as prompt_lib
 from tests import train_fixtures as fx
@@ -225,7 +225,7 @@ def _t5x_adafactor_step(step, p, state, g, lr, decay=0.8, start=0, clip=1.0, wd=
 
 @pytest.mark.parametrize("shape", [(100, 64), (130, 160)])  # a prompt (not factored); one t5x would factor
 def test_prompt_optimizer_is_t5x_adafactor_as_prompt_tunings_gin(shape):
-  cfg = train.default_config()  # lr 0.3, decay 0.8, clip 1.0, weight decay 1e-5, count from step 1.1M
+  cfg = configs.train_defaults()  # lr 0.3, decay 0.8, clip 1.0, weight decay 1e-5, count from step 1.1M
   tx = train.make_optimizer(cfg)
   rng = np.random.default_rng(0)
   reference = rng.normal(size=shape)
@@ -238,3 +238,15 @@ def test_prompt_optimizer_is_t5x_adafactor_as_prompt_tunings_gin(shape):
     updates, opt_state = tx.update(jax.numpy.asarray(grad, jax.numpy.float32), opt_state, params)
     params = optax.apply_updates(params, updates)
   np.testing.assert_allclose(np.asarray(params, np.float64), reference, atol=2e-6, rtol=0)
+
+
+def test_progress_line_says_rate_and_eta(capsys):
+  """Every log step prints the loss, the rate since the previous report and the time left."""
+  progress = train._Progress("run", total=10, every_steps=5, printing=True)
+  times = {0: 100.0, **{s: 100.0 + 0.5 * s for s in range(1, 6)}, **{s: 102.5 + (s - 5) for s in range(6, 11)}}
+  for step in range(11):
+    progress.loss = 0.25
+    progress(step, t=times[step])
+  lines = capsys.readouterr().out.splitlines()
+  assert lines == ["[run] step 5/10 loss 0.2500 2.00 steps/s ETA 0m02s",
+                   "[run] step 10/10 loss 0.2500 1.00 steps/s ETA 0m00s"]

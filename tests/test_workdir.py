@@ -18,7 +18,6 @@ from spot_jax.models import prompt as prompt_lib
 from spot_jax.models import t5
 from tests import cli_world as world_lib
 from tests import train_fixtures as fx
-from tests.test_gcs_paths import bucket  # noqa: F401 - the local gs:// stand-in fixture
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 import jax
 import numpy as np
 
-from spot_jax import train
+from spot_jax import configs
 from spot_jax.models import t5
 
 VOCAB = 64
@@ -70,7 +70,7 @@ class ArrayIterator:
 
 
 def small_config(**overrides):
-  cfg = train.default_config()
+  cfg = configs.train_defaults()
   cfg.prompt_length = 5
   cfg.num_train_steps = 5
   cfg.batch_size = 8

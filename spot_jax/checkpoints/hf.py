@@ -357,7 +357,7 @@ def _check_weights(path: str, cfg: t5.T5Config, hf_config: dict[str, Any], tenso
   unused = sorted(set(tensors) - expected - set(_HARMLESS_EXTRAS), key=_natural_key)
   if unused:
     fields = _layer_field(unused[0], cfg, hf_config)
-    listed = ", ".join(unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+    listed = errors.some_of(unused, 5)
     raise CheckpointFormatError(
         f"{path} has {len(unused)} weight(s) that config.json{f' ({fields})' if fields else ''} does not "
         f"use: {listed}. Loading would silently drop them: config.json belongs to another model, or the "

@@ -115,7 +115,7 @@ def locate(path: str) -> Location:
         return found
   except OSError as e:
     raise CheckpointFormatError(f"Cannot read {path}: {e}. Check that it exists and is readable.") from e
-  shown = ", ".join(children[:8]) + (f" and {len(children) - 8} more" if len(children) > 8 else "")
+  shown = errors.some_of(children, 8)
   raise CheckpointFormatError(
       f"{path} is not a T5X checkpoint: it has no `checkpoint` msgpack file (t5x's tensorstore layout), no "
       f"Orbax `state/` directory (t5x's Orbax layout) and no checkpoint_<step> directory holding either "
@@ -421,7 +421,7 @@ def check_shapes(cfg: t5.T5Config, shapes: dict[Name, tuple[int, ...]], where: s
           f"{_show(name)} has shape {shapes[name]} in {where} but the model ({fields}) needs {want}.")
   unused = sorted(set(shapes) - set(expected))
   if unused:
-    listed = ", ".join(_show(n) for n in unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+    listed = errors.some_of([_show(n) for n in unused], 5)
     raise CheckpointFormatError(
         f"{where} has {len(unused)} parameter(s) that the model ({fields}) does not use: {listed}. Loading "
         "would silently drop them: the checkpoint is not a T5 of this shape.")

@@ -213,6 +213,11 @@ def _label_target(value: Any, label_words: Sequence[str], key: str = "label") ->
   return {"targets": label_words[label], "label": label}
 
 
+def _labelled(example: Mapping[str, Any], label_words: Sequence[str], key: str = "label") -> Optional[dict]:
+  """{'targets': the label's word, 'label': its index} of `example[key]`; None for an unlabelled row."""
+  return _label_target(field(example, key, label_set(label_words)), label_words, key)
+
+
 def _fields_text(prefix: str, example: Mapping[str, Any], fields: Sequence[tuple[str, str]]) -> str:
   parts = [prefix] if prefix else []
   for key, name in fields:
@@ -252,7 +257,7 @@ def glue(benchmark_name: str, label_names: Sequence[str], feature_names: Optiona
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    target = _label_target(field(ex, "label", label_set(label_names)), label_names)
+    target = _labelled(ex, label_names)
     if target is None:
       return []
     keys = list(feature_names) if feature_names else sorted(set(ex) - {"label", "idx"})
@@ -435,7 +440,7 @@ def classification(prefix: str, fields: Sequence[tuple[str, str]], label_words: 
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    target = _label_target(field(ex, label_key, label_set(label_words)), label_words, label_key)
+    target = _labelled(ex, label_words, label_key)
     if target is None:
       return []
     return [{"inputs": _fields_text(prefix, ex, fields), **target}]
@@ -471,7 +476,7 @@ def wsc(prefix: str = "wsc") -> Preprocessor:
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    target = _label_target(field(ex, "label", label_set(words)), words)
+    target = _labelled(ex, words)
     if target is None:
       return []
     tokens = clean(as_text(ex["text"])).split(" ")
@@ -718,7 +723,7 @@ def spot_classification(task_name: str, text_a_key: str, text_b_key: Optional[st
 
   def fn(ex: Mapping[str, Any], ctx: Context) -> list[dict]:
     del ctx
-    target = _label_target(field(ex, "label", label_set(label_names)), label_names)
+    target = _labelled(ex, label_names)
     if target is None:
       return []
     parts = [task_name, f"{text_a_key}:", as_text(field(ex, text_a_key))]
