@@ -4,8 +4,9 @@
 
 Builds the same library of `--sources` synthetic source prompts twice with `jobs.build_library` —
 `train.prompts_per_step = K`, and K = 1 (the runs one after another) — with the quickstart's library
-settings (experiments/quickstart.py: 150 steps, evaluation every 37 steps on 200 examples, one
-checkpoint at the end, batch 32, inputs 32 + a 10-row prompt). Each build runs in its own fresh
+settings, read from experiments/quickstart.py (today: `source_steps` 100, evaluation every quarter of
+them on 200 examples, one checkpoint at the end, batch 32, inputs of 20 tokens + a 10-row prompt,
+`prompts_in_parallel` unless --in-parallel says otherwise). Each build runs in its own fresh
 process (its compiles included, as a user meets them) on a frozen backbone of random weights
 (`tiny`: the quickstart's d_model-64 T5; `small`: T5 1.1 small's layer shapes over the synthetic
 256-piece vocabulary). Then the bare train step alone: K prompts in one step vs K single steps.
