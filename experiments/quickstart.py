@@ -65,8 +65,8 @@ def get_config(arg=None):
   c.train.keep_checkpoints = 1
   c.train.mesh_shape = (1, 1)
   # Library, grid, seeds and mixtures train 12 prompts per step (each exactly as its own run would),
-  # all 12 in one vectorised computation: with these 30-token inputs the fastest grouping on a
-  # 2-core CPU (library of 12: 22.8 s; in groups of 2: 26.2 s; benchmarks/multi_prompt.py).
+  # all 12 in one vectorised computation: on a 2-core CPU the library of 12 takes 19.1 s so, 23.3 s
+  # as 12 runs one after another (benchmarks/multi_prompt.py; groups of 2-4 are no faster here).
   c.train.prompts_per_step = 12
   c.train.prompts_in_parallel = 0
 
