@@ -20,6 +20,8 @@ sentiment, similarity and GEM files are in its history, commit fbfab63, "[SPoT] 
 - Summarization: summarization.py (`spot_<dataset>_v...`, seven datasets).
 - GEM: gem.py (`spot_gem_<dataset>_v110`, eight datasets).
 Where the reference cannot run as written, the spec says what it does instead (`note`).
+tests/test_spot_formats.py checks every TFDS-read task against the reference's own outputs
+(tests/fixtures/spot_reference.json, made by tools/t5_reference/make_spot_fixture.py).
 """
 
 from __future__ import annotations
