@@ -17,8 +17,9 @@ the script adds that alias; nli.py is the main line's (fbfab63 has none), and so
 `preprocess_text_classification` (the main line's fixes fbfab63's, which writes "None:" for a task
 without a second text, e.g. "imdb_reviews text: ... None:"). The reference's rainbow.py
 cannot register its tasks as written (its loop reads keys its DATASETS lack), so the RAINBOW tasks
-run the preprocessor each DATASETS entry names, as spot_jax's notes say. Tasks read from local files
-(cr, cxc, abductive_nli, social_iqa) are not covered: their rows come from TSV parsing, not TFDS.
+run the preprocessor each DATASETS entry names, as spot_jax's notes say. The local-file tasks cr and
+cxc run from one TSV line through the reference's `parse_tsv` and preprocessor; abductive_nli and
+social_iqa are not covered (rainbow.py registers them only after the loop that fails).
 
 Raw examples: every feature of the task's TFDS layout (the builder's feature spec; nothing is
 downloaded) is filled; text fields carry whitespace runs, tabs, newlines, punctuation and non-ASCII
@@ -35,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "..", "tests", "fixtures", "spot_reference.json")
 
 TEXT = "  Tabs\there,  new\nline: ü — é (U.S.A.) it's  done. "
-MODULES = ("nli", "mrqa", "summarization", "sentiment", "gem")
+MODULES = ("nli", "mrqa", "summarization", "sentiment", "similarity", "gem")
 # TFDS builders that current TFDS names differently from the reference's pin (feature layout only).
 # (The GEM configs the reference names without 'gem/'; a pinned version TFDS can no longer build falls
 # back to TFDS's version of the builder.)
@@ -47,6 +48,15 @@ OVERRIDES = {
     "sentiment140": [{"polarity": 4}, {"polarity": 0}, {"polarity": 2}],
     "goemotions": [{"joy": True, "admiration": True, "neutral": True}, {"anger": True}],
     "hellaswag": [{"label": 3, "endings": ["e0 ", " e1", "e2\tx", "e3"]}, {"label": 0, "endings": ["a", "b", "c", "d"]}],
+}
+
+# Local-file tasks: rows as their TSV files hold them (no tab or newline inside a field).
+TSV_TEXT = "  Spaces,  runs: ü — é (U.S.A.) it's  done. "
+TSV_ROWS = {
+    "spot_cr_v100": [{"index": "0", "text": TSV_TEXT, "label": "1"},
+                     {"index": "1", "text": "bad  battery", "label": "0"}],
+    "spot_cxc_v100": [{"index": "3", "sentence1": "a dog runs", "sentence2": TSV_TEXT, "label": "4.3"},
+                      {"index": "4", "sentence1": TSV_TEXT, "sentence2": "b", "label": "3.1"}],
 }
 
 
@@ -130,24 +140,41 @@ def main() -> None:
   rainbow = types.ModuleType("rainbow_datasets")  # DATASETS only: the module's registration fails
   exec(rainbow_source.split("# Register datasets")[0], rainbow.__dict__)  # pylint: disable=exec-used
 
-  jobs = []  # (reference task name, tfds name, preprocessors before tokenization)
-  for name in sorted(seqio.TaskRegistry.names()):
-    task = seqio.TaskRegistry.get(name)
-    if not name.startswith("spot_") or not hasattr(task.source, "tfds_dataset"):
-      continue
+  def before_tokenization(task):
     applied = []
     for p in task.preprocessors:
       if p in mf._STOP_AT or isinstance(p, seqio.CacheDatasetPlaceholder):  # pylint: disable=protected-access
         break
       applied.append(p)
-    jobs.append((name, task.source.tfds_dataset.name, applied))
+    return applied
+
+  fixture = {"meta": {"reference": "google-research/prompt-tuning fbfab63 (+ the main line's nli.py and "
+                                   "preprocess_text_classification, 72285ee)",
+                      "text": TEXT, "tsv_text": TSV_TEXT, "versions": mf.versions()}, "tasks": {}}
+  jobs = []  # (reference task name, tfds name, preprocessors before tokenization)
+  for name in sorted(seqio.TaskRegistry.names()):
+    task = seqio.TaskRegistry.get(name)
+    if not name.startswith("spot_"):
+      continue
+    if name in TSV_ROWS:  # local files: one TSV line through parse_tsv and the task's preprocessor
+      applied = before_tokenization(task)
+      field_names = applied[0].keywords["field_names"]
+      entry = {"source": "tsv", "field_names": field_names,
+               "preprocessors": [mf.describe_callable(p) for p in applied], "examples": []}
+      for row in TSV_ROWS[name]:
+        line = "\t".join(row[f] for f in field_names)
+        ds = tf.data.Dataset.from_tensors(tf.constant(line))
+        for p in applied:
+          ds = p(ds)
+        entry["examples"].append({"raw": row, "line": line, "outputs": [mf.jsonable(o) for o in tfds.as_numpy(ds)]})
+      fixture["tasks"][name] = entry
+      print(name, len(entry["examples"]), flush=True)
+    elif hasattr(task.source, "tfds_dataset"):
+      jobs.append((name, task.source.tfds_dataset.name, before_tokenization(task)))
   for dataset, entry in sorted(rainbow.DATASETS.items()):
     version = "v" + entry["tfds_name"].split(":")[-1].replace(".", "")
     jobs.append((f"spot_rainbow_{dataset}_{version}", entry["tfds_name"], [entry["preprocessor"]]))
 
-  fixture = {"meta": {"reference": "google-research/prompt-tuning fbfab63 (+ the main line's nli.py and "
-                                   "preprocess_text_classification, 72285ee)",
-                      "text": TEXT, "versions": mf.versions()}, "tasks": {}}
   for name, tfds_name, applied in jobs:
     base, _, version = tfds_name.partition(":")
     builder_name = BUILDER_NAMES.get(base, base)
