@@ -80,7 +80,7 @@ def _value(name, spec, tf, index):
   rank = spec.shape.rank
   if spec.dtype == tf.string:
     scalar = TEXT if index == 0 else f"{name} plain text {index}."
-    return scalar if rank == 0 else [f"{name} one {TEXT}", f"{name}\ttwo  "][: 2 if rank == 1 else 2]
+    return scalar if rank == 0 else [f"{name} one {TEXT}", f"{name}\ttwo  "]  # rank 2: _rank2_fix
   if spec.dtype == tf.bool:
     return False if rank == 0 else [False, True]
   if spec.dtype.is_floating:
