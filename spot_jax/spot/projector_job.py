@@ -120,7 +120,7 @@ def run_projector(config: ml_collections.ConfigDict, workdir: str, *, backbone: 
                                                 for k, v in row.items() if not k.endswith("_history")), flush=True)
     losses = [h["train/loss"] for h in result.train_history]
     fileio.write_json(os.path.join(workdir, "results.json"),
-               {"objective": p.objective, "trained_on": seen, "rows": rows, "projector_train_loss": losses})
+                      {"objective": p.objective, "trained_on": seen, "rows": rows, "projector_train_loss": losses})
     return {"rows": rows, "params": params, "projector": projector, "train_result": result}
 
 

@@ -147,12 +147,12 @@ def write_table_csv(path: str, rows: Sequence[TableRow], eval_mode: Optional[str
   """The table as CSV (means and, over runs, standard deviations); with `eval_mode`, every row carries
   it in an `eval_mode` column."""
   extra = [eval_mode] if eval_mode else []
-  fileio.write_csv(path, ["method", "average_score", "absolute_change", "relative_change_percent", "runs",
-                    "average_score_std", "absolute_change_std", "relative_change_percent_std"]
-             + (["eval_mode"] if eval_mode else []),
-             [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}", r.runs,
-               f"{r.average_score_std:.4f}", f"{r.absolute_change_std:.4f}", f"{r.relative_change_std:.4f}", *extra]
-              for r in rows])
+  fileio.write_csv(
+      path, ["method", "average_score", "absolute_change", "relative_change_percent", "runs", "average_score_std",
+             "absolute_change_std", "relative_change_percent_std"] + (["eval_mode"] if eval_mode else []),
+      [[r.method, f"{r.average_score:.4f}", f"{r.absolute_change:.4f}", f"{r.relative_change:.4f}", r.runs,
+        f"{r.average_score_std:.4f}", f"{r.absolute_change_std:.4f}", f"{r.relative_change_std:.4f}", *extra]
+       for r in rows])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,10 +202,11 @@ def format_headline(rows: Sequence[Headline]) -> str:
 
 
 def write_headline_csv(path: str, rows: Sequence[Headline]) -> None:
-  fileio.write_csv(path, ["k", "library_size", "search_space_eliminated", "oracle_gain_kept", "oracle_gain_kept_std",
-                    "runs", "targets"],
-             [[r.k, r.library_size, f"{r.eliminated:.4f}", f"{r.gain_kept:.4f}", f"{r.gain_kept_std:.4f}", r.runs,
-               r.targets] for r in rows])
+  fileio.write_csv(
+      path, ["k", "library_size", "search_space_eliminated", "oracle_gain_kept", "oracle_gain_kept_std", "runs",
+             "targets"],
+      [[r.k, r.library_size, f"{r.eliminated:.4f}", f"{r.gain_kept:.4f}", f"{r.gain_kept_std:.4f}", r.runs,
+        r.targets] for r in rows])
 
 
 def similarity_matrix(keys: Mapping[str, np.ndarray], measure: str) -> tuple[list[str], np.ndarray]:
@@ -244,7 +245,7 @@ def save_heatmap(path_stem: str, matrix: np.ndarray, row_labels: Sequence[str], 
                  title: str, value_label: str) -> tuple[str, str]:
   """Writes `<stem>.png` and `<stem>.csv` (rows x columns, with labels); returns both paths."""
   fileio.write_csv(path_stem + ".csv", [""] + list(col_labels),
-             [[r] + [f"{v:.6f}" for v in row] for r, row in zip(row_labels, matrix)])
+                   [[r] + [f"{v:.6f}" for v in row] for r, row in zip(row_labels, matrix)])
   plt = _plt()
   fig, ax = plt.subplots(figsize=(max(6.0, 2.5 + 0.7 * len(col_labels)), max(4.0, 1.5 + 0.45 * len(row_labels))))
   finite = matrix[np.isfinite(matrix)]
@@ -283,7 +284,7 @@ def save_clustered_similarity(path_stem: str, keys: Mapping[str, np.ndarray], me
 def save_scatter(path_stem: str, points: Sequence[tuple[str, str, float, float]]) -> dict[str, float]:
   """(source, target, similarity, relative error reduction) points -> PNG + CSV; returns correlations."""
   fileio.write_csv(path_stem + ".csv", ["source", "target", "similarity", "relative_error_reduction"],
-             [[s, t, f"{x:.6f}", f"{y:.6f}"] for s, t, x, y in points])
+                   [[s, t, f"{x:.6f}", f"{y:.6f}"] for s, t, x, y in points])
   xs, ys = [p[2] for p in points], [p[3] for p in points]
   stats = correlation(xs, ys) if len(points) > 2 else {}
   plt = _plt()
