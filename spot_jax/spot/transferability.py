@@ -335,7 +335,8 @@ def analyse_grid(scores: Mapping[tuple[str, str, int], float], sources: Sequence
   mean = lambda method, t: float(np.mean([scores[(method, t, seed)] for seed in seeds]))
   baselines = {t: mean("baseline", t) for t in targets}
   transfer = {(s, t): mean(f"from_{s}", t) for s in sources for t in targets}
-  rer = {(s, t): rer_or_nan(transfer[(s, t)], baselines[t]) for s in sources for t in targets}
+  rer_grid = rer_matrix(transfer, baselines, sources, targets)  # [sources, targets]
+  rer = {(s, t): float(rer_grid[i, j]) for i, s in enumerate(sources) for j, t in enumerate(targets)}
   ks = [k for k in RETRIEVAL_KS if k <= len(sources)]
   rows = over_runs([retrieval_table(*grid, ks=ks) for grid in per_seed])
   top = headline(per_seed, ks, len(sources))
@@ -345,7 +346,7 @@ def analyse_grid(scores: Mapping[tuple[str, str, int], float], sources: Sequence
   similarity = {(r.task, t): r.similarity for t in targets for r in rankings[t]}
   points = [(s, t, similarity[(s, t)], rer[(s, t)]) for s in sources for t in targets if baselines[t] < 100]
   stats = save_scatter(f"{out_dir}/similarity_vs_transfer", points)
-  save_heatmap(f"{out_dir}/transfer_rer", rer_matrix(transfer, baselines, sources, targets), sources, targets,
+  save_heatmap(f"{out_dir}/transfer_rer", rer_grid, sources, targets,
                f"relative error reduction (mean over seeds {seeds})", "RER")
   save_heatmap(f"{out_dir}/transfer_scores", np.array([[transfer[(s, t)] for t in targets] for s in sources]),
                sources, targets, f"target score after transfer (mean over seeds {seeds})", "score")
