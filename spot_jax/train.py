@@ -226,10 +226,6 @@ class _Progress(periodic_actions.ReportProgress):
             flush=True)
 
 
-def _state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
-  return jax.tree.map(lambda _: sharding.replicated(mesh), state)
-
-
 # Settings that do not change the compiled step: runs that differ only in these share one compile
 # (the quickstart and grids run dozens of short trainings in one process).
 _RUN_ONLY_FIELDS = ("num_train_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
